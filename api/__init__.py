@@ -1,0 +1,1 @@
+"""The HTTP side: app factory, blueprints, schemas, auth, problem+json errors and the CLI."""

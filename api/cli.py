@@ -1,0 +1,95 @@
+"""The `clustermon` command (also reachable as `flask --app wsgi …`)."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+import migrations
+
+
+@click.group("db", help="Database schema.")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("upgrade", help="Apply Alembic migrations to CLUSTERMON_DATABASE_URL.")
+@click.option("--revision", default="head", show_default=True)
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    migrations.upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}", err=True)
+
+
+@db_group.command("downgrade", help="Revert migrations (default: to an empty database).")
+@click.option("--revision", default="base", show_default=True)
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    migrations.downgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}", err=True)
+
+
+def _serve(app: Flask, host: str, port: int, workers: int) -> None:
+    """gunicorn on POSIX; the WSGI reference server where gunicorn cannot run."""
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError:  # pragma: no cover - Windows
+        from werkzeug.serving import run_simple
+
+        run_simple(host, port, app, threaded=True)
+        return
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 8)
+            self.cfg.set("accesslog", None)
+
+        def load(self):
+            return app
+
+    Server().run()
+
+
+@click.command("serve", help="Migrate, then serve the API and dashboard with gunicorn.")
+@click.option("--host", default=None, help="bind address [CLUSTERMON_HOST]")
+@click.option("--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
+@click.option("--workers", type=int, default=None, help="worker processes [CLUSTERMON_WORKERS]")
+@with_appcontext
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    app = current_app._get_current_object()
+    migrations.upgrade(app.config["DATABASE_URL"])
+    host = host or app.config["HOST"]
+    port = port or app.config["PORT"]
+    click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
+    _serve(app, host, port, workers or app.config["WORKERS"])
+
+
+@click.command("run", help="All-in-one for a laptop: migrate, serve and run the scheduler.")
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.pass_context
+def run(ctx: click.Context, host: str | None, port: int | None) -> None:
+    ctx.invoke(serve, host=host, port=port, workers=1)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(db_group)
+    app.cli.add_command(serve)
+    app.cli.add_command(run)
+
+
+def main() -> None:
+    from api.app import create_app
+
+    FlaskGroup(
+        name="clustermon",
+        create_app=create_app,
+        add_default_commands=False,
+        add_version_option=False,
+        load_dotenv=False,
+        set_debug_flag=False,
+    )(prog_name="clustermon")

@@ -1,0 +1,34 @@
+"""Process settings from CLUSTERMON_* environment variables.
+
+Only what belongs to the process lives here; what belongs to the cluster (timeouts, flags) is
+configuration changed through the API and recorded as events.
+"""
+
+import os
+from pathlib import Path
+
+DEFAULTS = {
+    "DATABASE_URL": None,  # None: a SQLite file in the instance folder
+    "SECRET_KEY": "dev-only-change-me",
+    "SWEEP_INTERVAL_SECONDS": 1.0,
+    "HOST": "127.0.0.1",
+    "PORT": 8000,
+    "WORKERS": 2,
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+}
+
+
+def from_environment(instance_path: str) -> dict:
+    settings = {}
+    for name, default in DEFAULTS.items():
+        raw = os.environ.get(f"CLUSTERMON_{name}")
+        if raw is None:
+            settings[name] = default
+        elif isinstance(default, bool) or default is None or isinstance(default, str):
+            settings[name] = raw
+        else:
+            settings[name] = type(default)(raw)
+    if not settings["DATABASE_URL"]:
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        settings["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'clustermon.db'}"
+    return settings

@@ -1,0 +1,273 @@
+"""The event catalog: one small immutable type per event, its payload schema and its version.
+
+Writing goes through the frozen dataclasses; the marshmallow schema of each type describes
+(and validates) its payload for the API and for the tests. Reading decodes the stored JSON
+straight into the dataclass without marshmallow, because replay speed matters; payloads of an
+older schema version are first passed through the upcasters registered for that type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from marshmallow import Schema, fields, validate
+
+COMPONENTS = ("web", "service")
+STATUSES = ("ok", "warning", "error")
+VERIFICATIONS = ("verified", "unverified", "failed")
+
+CLUSTER_STREAM = "cluster"
+MONITOR_STREAM = "monitor"
+
+
+def component_stream(server: str, component: str) -> str:
+    return f"{server}/{component}"
+
+
+class Event:
+    """Base of every event type; subclasses are frozen dataclasses."""
+
+    type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    schema: ClassVar[type[Schema]]
+    _datetime_fields: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def stream(self) -> str:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def to_data(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Event:
+        if cls._datetime_fields:
+            data = dict(data)
+            for name in cls._datetime_fields:
+                value = data.get(name)
+                if isinstance(value, str):
+                    data[name] = datetime.fromisoformat(value)
+        return cls(**data)
+
+
+def _component_fields() -> dict[str, fields.Field]:
+    return {
+        "server": fields.String(required=True, validate=validate.Length(1, 200)),
+        "component": fields.String(required=True, validate=validate.OneOf(COMPONENTS)),
+    }
+
+
+class _ComponentEvent(Event):
+    server: str
+    component: str
+
+    @property
+    def stream(self) -> str:
+        return component_stream(self.server, self.component)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRecorded(_ComponentEvent):
+    """A component said it is alive. `sent_at` is the sender's clock, kept to detect skew."""
+
+    type: ClassVar[str] = "HeartbeatRecorded"
+    schema_version: ClassVar[int] = 2
+    _datetime_fields: ClassVar[tuple[str, ...]] = ("sent_at",)
+
+    server: str
+    component: str
+    sent_at: datetime
+    status: str = "ok"
+    verification: str = "verified"
+    os: str | None = None
+    os_version: str | None = None
+    ip: str | None = None
+    product: str | None = None
+    product_version: str | None = None
+    encryption_key_fingerprint: str | None = None
+    message: str | None = None
+
+
+class HeartbeatRecordedSchema(Schema):
+    server = fields.String(required=True, validate=validate.Length(1, 200))
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    sent_at = fields.AwareDateTime(required=True)
+    status = fields.String(load_default="ok", validate=validate.OneOf(STATUSES))
+    verification = fields.String(load_default="verified", validate=validate.OneOf(VERIFICATIONS))
+    os = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    os_version = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=100)
+    )
+    ip = fields.IP(load_default=None, allow_none=True)
+    product = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    product_version = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=50)
+    )
+    encryption_key_fingerprint = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(r"^[0-9a-f]{64}$", error="must be 64 lowercase hex characters"),
+    )
+    message = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+
+HeartbeatRecorded.schema = HeartbeatRecordedSchema
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigurationChanged(Event):
+    """The changed settings only (a partial update); the fold merges them into the configuration."""
+
+    type: ClassVar[str] = "ConfigurationChanged"
+
+    changes: dict[str, Any]
+
+    @property
+    def stream(self) -> str:
+        return CLUSTER_STREAM
+
+
+class ConfigurationSchema(Schema):
+    load_balancing = fields.Boolean()
+    automatic_failover = fields.Boolean()
+    heartbeat_frequency_seconds = fields.Integer(validate=validate.Range(1, 3600))
+    stale_timeout_seconds = fields.Integer(validate=validate.Range(1, 7 * 86400))
+    web_stale_timeout_seconds = fields.Integer(validate=validate.Range(60, 30 * 86400))
+
+
+class ConfigurationChangedSchema(Schema):
+    changes = fields.Nested(ConfigurationSchema, required=True)
+
+
+ConfigurationChanged.schema = ConfigurationChangedSchema
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRemoved(_ComponentEvent):
+    """An operator removed a component by hand; it is absent until it sends a heartbeat again."""
+
+    type: ClassVar[str] = "ComponentRemoved"
+
+    server: str
+    component: str
+    reason: str | None = None
+
+
+class ComponentRemovedSchema(Schema):
+    server = fields.String(required=True)
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    reason = fields.String(load_default=None, allow_none=True)
+
+
+ComponentRemoved.schema = ComponentRemovedSchema
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentTimedOut(_ComponentEvent):
+    """A component's deadline passed. `expired_at` is the logical expiry, not the detection."""
+
+    type: ClassVar[str] = "ComponentTimedOut"
+    _datetime_fields: ClassVar[tuple[str, ...]] = ("expired_at", "detected_at")
+
+    server: str
+    component: str
+    expired_at: datetime
+    detected_at: datetime
+    timeout_seconds: int
+    configuration_version: int
+    last_heartbeat_position: int | None
+    detector: str
+
+
+class ComponentTimedOutSchema(Schema):
+    server = fields.String(required=True)
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    expired_at = fields.AwareDateTime(required=True)
+    detected_at = fields.AwareDateTime(required=True)
+    timeout_seconds = fields.Integer(required=True, validate=validate.Range(min=1))
+    configuration_version = fields.Integer(required=True, validate=validate.Range(min=0))
+    last_heartbeat_position = fields.Integer(required=True, allow_none=True)
+    detector = fields.String(required=True)
+
+
+ComponentTimedOut.schema = ComponentTimedOutSchema
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRecovered(_ComponentEvent):
+    """A heartbeat arrived from a component that had timed out."""
+
+    type: ClassVar[str] = "ComponentRecovered"
+    _datetime_fields: ClassVar[tuple[str, ...]] = ("stale_since", "recovered_at")
+
+    server: str
+    component: str
+    stale_since: datetime
+    recovered_at: datetime
+    outage_seconds: float
+
+
+class ComponentRecoveredSchema(Schema):
+    server = fields.String(required=True)
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    stale_since = fields.AwareDateTime(required=True)
+    recovered_at = fields.AwareDateTime(required=True)
+    outage_seconds = fields.Float(required=True, validate=validate.Range(min=0))
+
+
+ComponentRecovered.schema = ComponentRecoveredSchema
+
+
+CATALOG: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        HeartbeatRecorded,
+        ConfigurationChanged,
+        ComponentRemoved,
+        ComponentTimedOut,
+        ComponentRecovered,
+    )
+}
+
+# --- upcasting --------------------------------------------------------------------------------
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+# (type, from_version) -> function returning the payload of version from_version + 1
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    def register(fn: Upcaster) -> Upcaster:
+        UPCASTERS[(event_type, from_version)] = fn
+        return fn
+
+    return register
+
+
+@upcaster("HeartbeatRecorded", 1)
+def _heartbeat_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 agents named components as the product UI does ("Web", "Service") and sent
+    `key_fingerprint`; v2 uses lowercase component names and `encryption_key_fingerprint`."""
+    data = dict(data)
+    data["component"] = data["component"].lower()
+    data["encryption_key_fingerprint"] = data.pop("key_fingerprint", None)
+    return data
+
+
+def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> dict[str, Any]:
+    current = CATALOG[event_type].schema_version
+    while schema_version < current:
+        data = UPCASTERS[(event_type, schema_version)](data)
+        schema_version += 1
+    return data
+
+
+def decode(event_type: str, schema_version: int, data: dict[str, Any]) -> Event:
+    cls = CATALOG[event_type]
+    if schema_version != cls.schema_version:
+        data = upcast(event_type, schema_version, data)
+    return cls.from_data(data)

@@ -1,0 +1,1 @@
+"""The read side: the pure cluster-view fold, staleness and sync rules, runners, snapshots."""

@@ -1,0 +1,1 @@
+"""Scheduler jobs: timeout sweep, snapshots, reports; leader election."""
