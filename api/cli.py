@@ -77,9 +77,10 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.cli.add_command(db_group)
-    app.cli.add_command(serve)
-    app.cli.add_command(run)
+    from api import cli_projections, cli_scheduler
+
+    for command in [db_group, serve, run, *cli_projections.commands, *cli_scheduler.commands]:
+        app.cli.add_command(command)
 
 
 def main() -> None:

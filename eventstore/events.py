@@ -222,6 +222,33 @@ class ComponentRecoveredSchema(Schema):
 ComponentRecovered.schema = ComponentRecoveredSchema
 
 
+@dataclass(frozen=True, slots=True)
+class MonitorResumed(Event):
+    """The monitor was not watching between `down_since` and `resumed_at` (scheduler or service
+    down). Components could not report meanwhile, so each gets one full timeout from
+    `resumed_at` before it can expire, instead of a flood of timeouts at start-up."""
+
+    type: ClassVar[str] = "MonitorResumed"
+    _datetime_fields: ClassVar[tuple[str, ...]] = ("down_since", "resumed_at")
+
+    down_since: datetime
+    resumed_at: datetime
+    detector: str
+
+    @property
+    def stream(self) -> str:
+        return MONITOR_STREAM
+
+
+class MonitorResumedSchema(Schema):
+    down_since = fields.AwareDateTime(required=True)
+    resumed_at = fields.AwareDateTime(required=True)
+    detector = fields.String(required=True)
+
+
+MonitorResumed.schema = MonitorResumedSchema
+
+
 CATALOG: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -230,6 +257,7 @@ CATALOG: dict[str, type[Event]] = {
         ComponentRemoved,
         ComponentTimedOut,
         ComponentRecovered,
+        MonitorResumed,
     )
 }
 

@@ -1,0 +1,198 @@
+"""Pure rules over the folded state: staleness, health and the two "in sync" columns.
+
+Every function takes `now` (or nothing time-related) as an argument; nothing here reads a clock.
+
+Definitions (also in the README):
+- A component is `current` while `now <= deadline`, where deadline = last heartbeat (our clock)
+  + its timeout; Web uses the web window (default 24 h), Service the stale timeout (default
+  5 min). After a monitor gap (`MonitorResumed`) the deadline counts from the resumption if that
+  is later: components that could not reach us get one full timeout.
+- Software version in sync: per product, the reference version is the one most current
+  components report (a tie goes to the highest version). A server is in sync when every component
+  of it that reports a version reports its product's reference; `None` when none reports one.
+- Encryption key in sync: the reference fingerprint is the one most current components report;
+  with a tie there is no reference, and every server with a fingerprint is out of sync (the
+  cluster disagrees and nothing says which key is right). `None` when no component reports one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from projections.state import ClusterState, ComponentState, Configuration, ServerState
+
+SEVERITY = {"ok": 0, "warning": 1, "error": 2}
+
+
+def timeout_seconds(component: str, config: Configuration) -> int:
+    if component == "web":
+        return config.web_stale_timeout_seconds
+    return config.stale_timeout_seconds
+
+
+def deadline(
+    component: ComponentState, config: Configuration, monitor_resumed_at: datetime | None = None
+) -> datetime | None:
+    """The logical expiry of the component's last heartbeat under `config`."""
+    if component.last_heartbeat_at is None:
+        return None
+    base = component.last_heartbeat_at
+    if monitor_resumed_at is not None and monitor_resumed_at > base:
+        base = monitor_resumed_at
+    return base + timedelta(seconds=timeout_seconds(component.name, config))
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    state: str  # "current" or "stale"
+    last_at: datetime | None
+    age_seconds: float | None
+    stale_since: datetime | None  # the logical expiry, when stale
+    deadline: datetime | None
+
+
+def heartbeat(
+    component: ComponentState,
+    config: Configuration,
+    now: datetime,
+    monitor_resumed_at: datetime | None = None,
+) -> Heartbeat:
+    expiry = deadline(component, config, monitor_resumed_at)
+    last = component.last_heartbeat_at
+    age = (now - last).total_seconds() if last is not None else None
+    if component.timed_out_at is not None and (expiry is None or component.timed_out_at <= now):
+        # A recorded timeout stands until the next heartbeat, even if the timeout was lengthened.
+        return Heartbeat("stale", last, age, component.timed_out_at, expiry)
+    if expiry is None or now > expiry:
+        return Heartbeat("stale", last, age, expiry, expiry)
+    return Heartbeat("current", last, age, None, expiry)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172_800:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
+
+
+def stale_reason(component: ComponentState, config: Configuration, beat: Heartbeat) -> str:
+    if beat.last_at is None:
+        return "no heartbeat received"
+    if component.name == "web":
+        return (
+            f"no web request since {beat.last_at:%A %H:%M} UTC"
+            f" ({_duration(beat.age_seconds or 0)}; the web window is"
+            f" {_duration(config.web_stale_timeout_seconds)}) — a web component only reports"
+            " when it serves requests, so a quiet period or a sticky load-balancer session"
+            " can make a healthy node look stale"
+        )
+    return (
+        f"no heartbeat for {_duration(beat.age_seconds or 0)}"
+        f" (stale timeout {_duration(config.stale_timeout_seconds)})"
+    )
+
+
+def component_health(
+    component: ComponentState, config: Configuration, beat: Heartbeat
+) -> tuple[str, list[str]]:
+    """Errors and failed verifications show whatever the heartbeat says; a stale Service is an
+    error (work stops), a stale Web a warning (it may just be quiet)."""
+    findings: list[tuple[str, str]] = []
+    if component.status in ("error", "warning"):
+        detail = f": {component.message}" if component.message else ""
+        findings.append((component.status, f"component reports {component.status}{detail}"))
+    if component.verification == "failed":
+        findings.append(("error", "verification failed"))
+    elif component.verification == "unverified":
+        findings.append(("warning", "not verified"))
+    if beat.state == "stale":
+        level = "warning" if component.name == "web" else "error"
+        findings.append((level, stale_reason(component, config, beat)))
+    return _worst(findings), [reason for _, reason in findings]
+
+
+def _worst(findings) -> str:
+    worst = "ok"
+    for level, _ in findings:
+        if SEVERITY[level] > SEVERITY[worst]:
+            worst = level
+    return worst
+
+
+def _version_key(version: str):
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", version) if p]
+
+
+@dataclass(frozen=True, slots=True)
+class References:
+    versions: dict[str, str]  # product -> reference version
+    fingerprint: str | None
+    fingerprint_tie: bool
+
+
+def references(state: ClusterState, current: set[tuple[str, str]]) -> References:
+    """Reference version per product and reference key fingerprint, from current components
+    (from all components when none is current)."""
+    components = [c for c in state.components() if (c.server, c.name) in current]
+    if not components:
+        components = list(state.components())
+    by_product: dict[str, Counter] = {}
+    keys: Counter = Counter()
+    for c in components:
+        if c.product and c.product_version:
+            by_product.setdefault(c.product, Counter())[c.product_version] += 1
+        if c.encryption_key_fingerprint:
+            keys[c.encryption_key_fingerprint] += 1
+    versions = {
+        product: max(counts, key=lambda v: (counts[v], _version_key(v)))
+        for product, counts in by_product.items()
+    }
+    ranked = keys.most_common(2)
+    tie = len(ranked) == 2 and ranked[0][1] == ranked[1][1]
+    fingerprint = ranked[0][0] if ranked and not tie else None
+    return References(versions, fingerprint, tie)
+
+
+def version_in_sync(server: ServerState, refs: References) -> bool | None:
+    reported = [c for c in server.components.values() if c.product and c.product_version]
+    if not reported:
+        return None
+    return all(refs.versions.get(c.product) == c.product_version for c in reported)
+
+
+def key_in_sync(server: ServerState, refs: References) -> bool | None:
+    reported = [c for c in server.components.values() if c.encryption_key_fingerprint]
+    if not reported:
+        return None
+    return all(c.encryption_key_fingerprint == refs.fingerprint for c in reported)
+
+
+def server_health(
+    component_findings: list[tuple[str, str, list[str]]],
+    version_ok: bool | None,
+    key_ok: bool | None,
+    refs: References,
+) -> tuple[str, list[str]]:
+    """Worst of its components, and of the two sync checks."""
+    findings = [
+        (health, f"{name}: {reason}")
+        for name, health, reasons in component_findings
+        for reason in reasons
+    ]
+    if key_ok is False:
+        why = (
+            "servers report different encryption keys and none is in the majority"
+            if refs.fingerprint_tie
+            else "encryption key differs from the rest of the cluster"
+        )
+        findings.append(("error", f"{why}: decryption fails and users are asked to log in again"))
+    if version_ok is False:
+        findings.append(("warning", "software version differs from the rest of the cluster"))
+    return _worst(findings), [reason for _, reason in findings]

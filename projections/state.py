@@ -1,0 +1,226 @@
+"""The cluster state and the one fold that builds it from the log.
+
+`apply(state, recorded)` is deterministic and does no I/O: the live runner, a rebuild from zero,
+the scheduler and time travel all use it. For speed it evolves `state` in place and returns it
+(copying a 1,000-server state per event would cost more than the event); take `state.copy()`
+to keep a snapshot.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from eventstore.events import (
+    ComponentRecovered,
+    ComponentRemoved,
+    ComponentTimedOut,
+    ConfigurationChanged,
+    HeartbeatRecorded,
+    MonitorResumed,
+)
+from eventstore.store import RecordedEvent
+
+
+@dataclass(slots=True)
+class Configuration:
+    load_balancing: bool = True
+    automatic_failover: bool = True
+    heartbeat_frequency_seconds: int = 30
+    stale_timeout_seconds: int = 300
+    web_stale_timeout_seconds: int = 86_400
+    version: int = 0  # how many ConfigurationChanged events shaped it
+    changed_position: int | None = None
+
+    SETTINGS = (
+        "load_balancing",
+        "automatic_failover",
+        "heartbeat_frequency_seconds",
+        "stale_timeout_seconds",
+        "web_stale_timeout_seconds",
+    )
+
+    def settings(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SETTINGS}
+
+
+@dataclass(slots=True)
+class ComponentState:
+    server: str
+    name: str  # "web" or "service"
+    status: str = "ok"
+    verification: str = "verified"
+    product: str | None = None
+    product_version: str | None = None
+    encryption_key_fingerprint: str | None = None
+    message: str | None = None
+    last_heartbeat_at: datetime | None = None  # our clock (recorded_at)
+    last_heartbeat_position: int | None = None
+    last_sent_at: datetime | None = None  # the sender's clock, for skew
+    timed_out_at: datetime | None = None  # logical expiry of the recorded timeout, if stale
+    stream_version: int = 0  # version of the last event of the component's stream
+
+
+@dataclass(slots=True)
+class ServerState:
+    name: str
+    os: str | None = None
+    os_version: str | None = None
+    ip: str | None = None
+    components: dict[str, ComponentState] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ClusterState:
+    configuration: Configuration = field(default_factory=Configuration)
+    servers: dict[str, ServerState] = field(default_factory=dict)
+    position: int = 0  # last event folded in
+    recorded_at: datetime | None = None  # when that event was recorded
+    monitor_resumed_at: datetime | None = None
+
+    def copy(self) -> ClusterState:
+        return copy.deepcopy(self)
+
+    def components(self):
+        for server in self.servers.values():
+            yield from server.components.values()
+
+    def component(self, server: str, name: str) -> ComponentState | None:
+        entry = self.servers.get(server)
+        return entry.components.get(name) if entry else None
+
+    # --- (de)serialisation for snapshots -----------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "configuration": _fields(self.configuration),
+            "servers": [
+                {
+                    **{k: v for k, v in _fields(s).items() if k != "components"},
+                    "components": [_fields(c) for c in s.components.values()],
+                }
+                for s in self.servers.values()
+            ],
+            "position": self.position,
+            "recorded_at": self.recorded_at,
+            "monitor_resumed_at": self.monitor_resumed_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterState:
+        state = cls(
+            configuration=Configuration(**data["configuration"]),
+            position=data["position"],
+            recorded_at=_dt(data["recorded_at"]),
+            monitor_resumed_at=_dt(data["monitor_resumed_at"]),
+        )
+        for s in data["servers"]:
+            server = ServerState(s["name"], s["os"], s["os_version"], s["ip"])
+            for c in s["components"]:
+                for key in ("last_heartbeat_at", "last_sent_at", "timed_out_at"):
+                    c[key] = _dt(c[key])
+                server.components[c["name"]] = ComponentState(**c)
+            state.servers[server.name] = server
+        return state
+
+
+def _fields(obj) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _dt(value):
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+# --- the fold ---------------------------------------------------------------------------------
+
+
+def apply(state: ClusterState, recorded: RecordedEvent) -> ClusterState:
+    handler = _HANDLERS.get(type(recorded.event))
+    if handler is not None:
+        handler(state, recorded.event, recorded)
+    state.position = recorded.position
+    state.recorded_at = recorded.recorded_at
+    return state
+
+
+def fold(events, state: ClusterState | None = None) -> ClusterState:
+    state = state if state is not None else ClusterState()
+    for recorded in events:
+        apply(state, recorded)
+    return state
+
+
+def _heartbeat(state: ClusterState, e: HeartbeatRecorded, r: RecordedEvent) -> None:
+    server = state.servers.get(e.server)
+    if server is None:
+        server = state.servers[e.server] = ServerState(e.server)
+    # A heartbeat describes its server; an agent that omits a field keeps the known value.
+    if e.os is not None:
+        server.os = e.os
+    if e.os_version is not None:
+        server.os_version = e.os_version
+    if e.ip is not None:
+        server.ip = e.ip
+    component = server.components.get(e.component)
+    if component is None:
+        component = server.components[e.component] = ComponentState(e.server, e.component)
+    component.status = e.status
+    component.verification = e.verification
+    component.product = e.product
+    component.product_version = e.product_version
+    component.encryption_key_fingerprint = e.encryption_key_fingerprint
+    component.message = e.message
+    component.last_heartbeat_at = r.recorded_at
+    component.last_heartbeat_position = r.position
+    component.last_sent_at = e.sent_at
+    component.timed_out_at = None
+    component.stream_version = r.version
+
+
+def _configuration(state: ClusterState, e: ConfigurationChanged, r: RecordedEvent) -> None:
+    config = state.configuration
+    for name, value in e.changes.items():
+        if name in Configuration.SETTINGS:
+            setattr(config, name, value)
+    config.version += 1
+    config.changed_position = r.position
+
+
+def _removed(state: ClusterState, e: ComponentRemoved, r: RecordedEvent) -> None:
+    server = state.servers.get(e.server)
+    if server is None:
+        return
+    server.components.pop(e.component, None)
+    if not server.components:
+        del state.servers[e.server]
+
+
+def _timed_out(state: ClusterState, e: ComponentTimedOut, r: RecordedEvent) -> None:
+    component = state.component(e.server, e.component)
+    if component is not None:
+        component.timed_out_at = e.expired_at
+        component.stream_version = r.version
+
+
+def _recovered(state: ClusterState, e: ComponentRecovered, r: RecordedEvent) -> None:
+    component = state.component(e.server, e.component)
+    if component is not None:
+        component.timed_out_at = None
+        component.stream_version = r.version
+
+
+def _monitor_resumed(state: ClusterState, e: MonitorResumed, r: RecordedEvent) -> None:
+    state.monitor_resumed_at = e.resumed_at
+
+
+_HANDLERS = {
+    HeartbeatRecorded: _heartbeat,
+    ConfigurationChanged: _configuration,
+    ComponentRemoved: _removed,
+    ComponentTimedOut: _timed_out,
+    ComponentRecovered: _recovered,
+    MonitorResumed: _monitor_resumed,
+}
