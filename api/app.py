@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from flask import Flask
+from flask_smorest import Api
 
 from api import settings as settings_module
+from api.jsonprovider import OrjsonProvider
 from eventstore import Clock, EventStore, create_engine, utc_now
+from eventstore.decisions import ClusterCommands
 
 
 @dataclass
@@ -16,25 +20,68 @@ class Services:
 
     store: EventStore
     clock: Clock
+    commands: ClusterCommands
 
     @property
     def engine(self):
         return self.store.engine
 
 
+class ProblemApi(Api):
+    """flask-smorest, with its errors (e.g. query validation) as RFC 9457 problems."""
+
+    def _register_error_handlers(self):
+        from api import problems
+
+        problems.init_app(self._app)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.json_provider_class = OrjsonProvider
+    app.json = OrjsonProvider(app)
     app.config.from_mapping(settings_module.from_environment(app.instance_path))
+    app.config.update(
+        API_TITLE="clustermon",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
     if test_config:
         app.config.from_mapping(test_config)
 
     clock = app.config.get("CLOCK") or utc_now
     engine = create_engine(app.config["DATABASE_URL"])
-    app.extensions["clustermon"] = Services(EventStore(engine, clock), clock)
+    # gunicorn forks workers from the process that built the app: never share pooled sockets.
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    store = EventStore(engine, clock)
+    commands = ClusterCommands(store)
+    app.extensions["clustermon"] = Services(store, clock, commands)
 
-    from api import cli, health
+    from api import cli, cluster, docs, events, health, heartbeats, ingest, metrics, tokens
+
+    app.extensions["clustermon_tokens"] = tokens.TokenVerifier(engine)
+    app.extensions["clustermon_ingest"] = ingest.GroupCommitter(
+        commands, on_commit=metrics.on_commit
+    )
+
+    api = ProblemApi(
+        app,
+        spec_kwargs={
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        },
+    )
+    for blueprint in (heartbeats.blp, cluster.blp, events.blp):
+        api.register_blueprint(blueprint)
+    api.spec.components.schema("Heartbeat", schema=heartbeats.HeartbeatSchema)
+    api.spec.components.schema("HeartbeatBatch", schema=heartbeats.HeartbeatBatchSchema)
+    api.spec.components.schema("ConfigurationPatch", schema=cluster.ConfigurationPatchSchema)
 
     health.init_app(app)
+    metrics.init_app(app)
+    docs.init_app(app)
     cli.init_app(app)
     return app
 

@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 import migrations
+from api import tokens
 
 
 @click.group("db", help="Database schema.")
@@ -76,10 +77,44 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
     ctx.invoke(serve, host=host, port=port, workers=1)
 
 
+@click.group("token", help="API tokens (only their SHA-256 hash is stored).")
+def token_group() -> None:
+    pass
+
+
+@token_group.command("create", help="Print a new token alone on stdout; it is shown only once.")
+@click.option("--role", type=click.Choice(tokens.ROLES), required=True)
+@click.option("--name", required=True, help="who uses it; recorded as the actor of its events")
+@with_appcontext
+def token_create(role: str, name: str) -> None:
+    from api.app import services
+
+    svc = services(current_app)
+    click.echo(tokens.create_token(svc.engine, svc.clock, name, role))
+
+
+@token_group.command("revoke", help="Revoke every token with this name.")
+@click.option("--name", required=True)
+@with_appcontext
+def token_revoke(name: str) -> None:
+    from api.app import services
+
+    svc = services(current_app)
+    count = tokens.revoke_tokens(svc.engine, svc.clock, name)
+    click.echo(f"revoked {count} token(s) named {name!r}", err=True)
+
+
 def init_app(app: Flask) -> None:
     from api import cli_projections, cli_scheduler
 
-    for command in [db_group, serve, run, *cli_projections.commands, *cli_scheduler.commands]:
+    for command in [
+        db_group,
+        token_group,
+        serve,
+        run,
+        *cli_projections.commands,
+        *cli_scheduler.commands,
+    ]:
         app.cli.add_command(command)
 
 

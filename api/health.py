@@ -7,11 +7,13 @@ blueprint = Blueprint("health", __name__)
 
 
 @blueprint.get("/healthz")
+@blueprint.get("/api/v1/healthz")
 def healthz():
     return jsonify(status="ok")
 
 
 @blueprint.get("/readyz")
+@blueprint.get("/api/v1/readyz")
 def readyz():
     from api.app import services
 

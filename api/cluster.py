@@ -1,0 +1,109 @@
+"""The cluster view, its configuration, manual removal and component history."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from api.app import services
+from api.auth import require
+from api.heartbeats import json_body, request_metadata
+from api.problems import Problem
+from api.schemas import ClusterQuerySchema, ConfigurationOutSchema, ConfigurationPatchSchema
+from eventstore.decisions import InvalidConfiguration, NotInCluster
+from eventstore.events import COMPONENTS
+
+blp = Blueprint("cluster", __name__, url_prefix="/api/v1", description="The cluster view")
+
+_patch = ConfigurationPatchSchema()
+
+
+@blp.route("/cluster", methods=["GET"])
+@blp.arguments(ClusterQuerySchema, location="query", as_kwargs=True)
+@blp.doc(
+    summary="The cluster view",
+    description="The current view, or with `at` (ISO-8601) / `position` the view as it was "
+    "then: nearest snapshot + fold of the tail, staleness evaluated at that time.",
+)
+@require("viewer")
+def get_cluster(at=None, position=None):
+    from projections import read, timetravel
+    from projections.runner import ProjectionRunner
+
+    svc = services(current_app)
+    if at is None and position is None:
+        # Read-your-writes: fold what was committed before this request into the read tables.
+        ProjectionRunner(svc.store).catch_up()
+        return read.current_view(svc.engine, svc.clock())
+    try:
+        return timetravel.view_at(svc.store, at=at, position=position)
+    except ValueError as exc:
+        field = "at" if at is not None else "position"
+        raise Problem(422, str(exc), errors={field: [str(exc)]}, kind="validation") from None
+
+
+@blp.route("/cluster/configuration", methods=["PUT"])
+@blp.doc(
+    summary="Change the configuration (partial update)",
+    requestBody={
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ConfigurationPatch"}}
+        },
+    },
+)
+@blp.response(200, ConfigurationOutSchema)
+@require("admin")
+def put_configuration():
+    try:
+        changes = _patch.load(json_body())
+    except ValidationError as err:
+        raise Problem(
+            422, "the request is not valid: see errors", errors=err.messages, kind="validation"
+        ) from None
+    try:
+        config, _ = services(current_app).commands.change_configuration(changes, request_metadata())
+    except InvalidConfiguration as exc:
+        raise Problem(
+            422,
+            "the configuration is not coherent: see errors",
+            errors=exc.errors,
+            kind="validation",
+        ) from None
+    return {**config.settings(), "version": config.version}
+
+
+def _component_path(server: str, component: str) -> None:
+    if component not in COMPONENTS:
+        raise Problem(
+            404, f"unknown component {component!r}: expected web or service", kind="not-found"
+        )
+
+
+@blp.route("/servers/<server>/components/<component>", methods=["DELETE"])
+@blp.doc(summary="Remove a component from the cluster by hand")
+@blp.response(200)
+@require("admin")
+def delete_component(server: str, component: str):
+    _component_path(server, component)
+    try:
+        recorded = services(current_app).commands.remove_component(
+            server, component, request_metadata()
+        )
+    except NotInCluster as exc:
+        raise Problem(404, str(exc), kind="not-found") from None
+    return {"removed": {"server": server, "component": component}, "position": recorded.position}
+
+
+@blp.route("/servers/<server>/components/<component>/history", methods=["GET"])
+@blp.doc(summary="State transitions of a component over time, each with its reason")
+@require("viewer")
+def component_history(server: str, component: str):
+    from projections.history import component_history as history
+
+    _component_path(server, component)
+    transitions = history(services(current_app).store, server, component)
+    if not transitions:
+        raise Problem(404, f"{component} component of {server} has no history", kind="not-found")
+    return {"server": server, "component": component, "transitions": transitions}

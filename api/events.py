@@ -1,0 +1,110 @@
+"""The log over HTTP: paged reads and the live Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from flask import Response, current_app, request, stream_with_context
+from flask_smorest import Blueprint
+
+from api.app import services
+from api.auth import require
+from api.problems import Problem
+from api.schemas import EventsQuerySchema
+from eventstore.events import component_stream
+from eventstore.store import RecordedEvent
+
+blp = Blueprint("events", __name__, url_prefix="/api/v1", description="The event log")
+
+
+def event_json(r: RecordedEvent) -> dict:
+    return {
+        "position": r.position,
+        "event_id": r.event_id,
+        "type": r.type,
+        "stream": r.stream,
+        "version": r.version,
+        "schema_version": r.event.schema_version,
+        "recorded_at": r.recorded_at,
+        "occurred_at": r.occurred_at,
+        "data": r.event,
+        "metadata": r.metadata,
+    }
+
+
+@blp.route("/events", methods=["GET"])
+@blp.arguments(EventsQuerySchema, location="query", as_kwargs=True)
+@blp.doc(summary="The log in position order, paged with after/limit, filtered")
+@require("viewer")
+def list_events(after, limit, type=None, server=None, component=None, since=None, until=None):
+    streams = prefix = None
+    if server and component:
+        streams = [component_stream(server, component)]
+    elif server:
+        prefix = f"{server}/"
+    store = services(current_app).store
+    page = store.read_all(
+        after,
+        limit,
+        types=[type] if type else None,
+        streams=streams,
+        stream_prefix=prefix,
+        since=since,
+        until=until,
+    )
+    if component and not server:
+        page = [r for r in page if r.stream.endswith(f"/{component}")]
+    next_after = page[-1].position if page else after
+    return {"events": [event_json(r) for r in page], "next_after": next_after}
+
+
+def _sse(r: RecordedEvent) -> bytes:
+    return (
+        f"id: {r.position}\nevent: {r.type}\ndata: ".encode()
+        + orjson.dumps(event_json(r))
+        + b"\n\n"
+    )
+
+
+@blp.route("/events/stream", methods=["GET"])
+@blp.doc(
+    summary="Live events (Server-Sent Events)",
+    description="`id:` is the position; reconnecting with `Last-Event-ID` (or `?after=`) "
+    "resumes after it. A comment line is sent every 15 s to keep proxies from closing it.",
+)
+@require("viewer")
+def stream_events():
+    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    if not raw.isdigit():
+        raise Problem(
+            422,
+            "Last-Event-ID / after must be a position (an integer >= 0)",
+            errors={"Last-Event-ID": ["not an integer"]},
+            kind="validation",
+        )
+    store = services(current_app).store
+    poll = current_app.config.get("SSE_POLL_SECONDS", 0.5)
+    limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 3600)
+
+    def generate(after: int):
+        started = last_sent = time.monotonic()
+        yield b"retry: 2000\n\n"
+        while time.monotonic() - started < limit_seconds:
+            page = store.read_all(after, 500)
+            for r in page:
+                yield _sse(r)
+            if page:
+                after = page[-1].position
+                last_sent = time.monotonic()
+                continue
+            if time.monotonic() - last_sent > 15:
+                yield b": keep-alive\n\n"
+                last_sent = time.monotonic()
+            time.sleep(poll)
+
+    return Response(
+        stream_with_context(generate(int(raw))),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,104 @@
+"""POST /api/v1/heartbeats — one heartbeat or a batch of up to 1,000."""
+
+from __future__ import annotations
+
+from flask import current_app, g, request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.auth import require
+from api.problems import Problem
+from api.schemas import HeartbeatBatchSchema, HeartbeatSchema, IngestResultSchema
+from eventstore.events import HeartbeatRecorded
+from eventstore.store import NewEvent
+
+blp = Blueprint("heartbeats", __name__, url_prefix="/api/v1", description="Heartbeat ingest")
+
+_single = HeartbeatSchema()
+_batch = HeartbeatBatchSchema()
+
+
+def json_body():
+    """The request's JSON document, or a 4xx problem (wrong media type, bad JSON)."""
+    if not request.is_json:
+        raise Problem(415, "send the body as application/json", kind="unsupported-media-type")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise Problem(400, "the body is not valid JSON", kind="bad-json")
+    return body
+
+
+def request_metadata() -> dict:
+    return {
+        "actor": g.principal.name,
+        "role": g.principal.role,
+        "source": request.remote_addr,
+        "correlation_id": request.headers.get("X-Request-ID"),
+    }
+
+
+@blp.route("/heartbeats", methods=["POST"])
+@blp.doc(
+    summary="Record heartbeats",
+    description='One heartbeat object, or `{"heartbeats": [...]}` with 1 to 1,000 of them. '
+    "The answer comes after the commit: a 202 means durable. A repeated `event_id` is counted "
+    "as a duplicate and not stored again. A batch is all-or-nothing: one invalid heartbeat "
+    "rejects the whole batch with per-item errors.",
+    requestBody={
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Heartbeat"},
+                        {"$ref": "#/components/schemas/HeartbeatBatch"},
+                    ]
+                }
+            }
+        },
+    },
+)
+@blp.response(202, IngestResultSchema)
+@require("agent")
+def post_heartbeats():
+    body = json_body()
+    try:
+        if isinstance(body, dict) and "heartbeats" in body:
+            items = _batch.load(body)["heartbeats"]
+        elif isinstance(body, dict):
+            items = [_single.load(body)]
+        else:
+            raise ValidationError(
+                {"_schema": ['expected a heartbeat object or {"heartbeats": [...]}']}
+            )
+    except ValidationError as err:
+        raise Problem(
+            422, "the request is not valid: see errors", errors=err.messages, kind="validation"
+        ) from None
+    metadata = request_metadata()
+    beats = []
+    for item in items:
+        event_id = item.pop("event_id", None)
+        kwargs = {"event_id": event_id} if event_id else {}
+        if item.get("ip") is not None:
+            item["ip"] = str(item["ip"])
+        beats.append(
+            NewEvent(
+                HeartbeatRecorded(**item), occurred_at=item["sent_at"], metadata=metadata, **kwargs
+            )
+        )
+    try:
+        receipt = current_app.extensions["clustermon_ingest"].submit(beats)
+    except (SQLAlchemyError, TimeoutError) as exc:
+        raise Problem(
+            503,
+            f"not recorded, retry later ({exc.__class__.__name__})",
+            kind="unavailable",
+            headers={"Retry-After": "1"},
+        ) from None
+    return {
+        "accepted": receipt.accepted,
+        "duplicates": receipt.duplicates,
+        "last_position": receipt.last_position,
+    }

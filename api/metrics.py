@@ -1,0 +1,108 @@
+"""Prometheus metrics: requests, ingest counts, append latency, projection lag.
+
+Under gunicorn every worker counts on its own; with PROMETHEUS_MULTIPROC_DIR set (`serve` sets
+it) /metrics aggregates all workers. No cluster data is exported, only counts and timings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+REQUESTS = Counter(
+    "clustermon_http_requests_total", "HTTP requests", ["method", "endpoint", "status"]
+)
+LATENCY = Histogram(
+    "clustermon_http_request_seconds", "HTTP request latency", ["method", "endpoint"]
+)
+HEARTBEATS = Counter("clustermon_heartbeats_accepted_total", "Heartbeats appended")
+DUPLICATES = Counter("clustermon_heartbeats_duplicate_total", "Heartbeats already in the log")
+APPEND_SECONDS = Histogram(
+    "clustermon_append_seconds",
+    "Time to decide and commit one group of heartbeats",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+APPEND_EVENTS = Histogram(
+    "clustermon_append_group_events",
+    "Events per group commit",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
+
+
+def on_commit(events: int, seconds: float) -> None:
+    APPEND_SECONDS.observe(seconds)
+    APPEND_EVENTS.observe(events)
+
+
+class ProjectionLag:
+    """Read at scrape time, so it is right whichever process scrapes."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+
+    def collect(self):
+        from api.app import services
+        from projections.runner import ProjectionRunner
+
+        try:
+            lag = ProjectionRunner(services(self.app).store).lag()
+        except Exception:  # a scrape must not fail because the database is away
+            return
+        events = GaugeMetricFamily(
+            "clustermon_projection_lag_events", "Events not yet in the read tables"
+        )
+        events.add_metric([], lag["events"])
+        yield events
+        if lag.get("seconds") is not None:
+            seconds = GaugeMetricFamily(
+                "clustermon_projection_lag_seconds", "Age of the oldest unprojected event"
+            )
+            seconds.add_metric([], lag["seconds"])
+            yield seconds
+
+
+def init_app(app: Flask) -> None:
+    lag = ProjectionLag(app)
+
+    @app.before_request
+    def start_timer():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
+        if "started" in g:
+            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.get("/metrics")
+    @app.get("/api/v1/metrics", endpoint="metrics_v1")
+    def metrics():
+        registry = CollectorRegistry()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            from prometheus_client import REGISTRY
+
+            registry = REGISTRY
+        body = generate_latest(registry)
+        body += generate_latest(_single(lag))
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+def _single(collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,96 @@
+"""RFC 9457 problem details for every error the API returns, including the unexpected ones."""
+
+from __future__ import annotations
+
+import logging
+
+import marshmallow as ma
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "https://clustermon.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemSchema(ma.Schema):
+    """Documentation of the error payload (RFC 9457)."""
+
+    type = ma.fields.String()
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.Dict(metadata={"description": "field -> messages (validation errors)"})
+
+
+class Problem(HTTPException):
+    """An HTTP error with a problem type, a detail and optional field errors."""
+
+    def __init__(self, status: int, detail: str, *, errors=None, kind=None, headers=None):
+        super().__init__(description=detail)
+        self.code = status
+        self.detail = detail
+        self.errors = errors
+        self.kind = kind
+        self.extra_headers = headers or {}
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, errors=None, kind=None, headers=None
+) -> Response:
+    body = {
+        "type": PROBLEM_TYPE + (kind or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _flatten_locations(messages):
+    """webargs nests field errors under their location ({"json": {...}}); clients want fields."""
+    if isinstance(messages, dict) and set(messages) <= {"json", "query", "form", "headers"}:
+        flat = {}
+        for value in messages.values():
+            flat.update(value if isinstance(value, dict) else {"_schema": value})
+        return flat
+    return messages
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    if isinstance(error, Problem):
+        return problem_response(
+            status,
+            error.name,
+            error.detail,
+            errors=error.errors,
+            kind=error.kind,
+            headers=error.extra_headers,
+        )
+    data = getattr(error, "data", None) or {}
+    errors = _flatten_locations(data.get("errors") or data.get("messages"))
+    detail = error.description or error.name
+    if errors:
+        detail = "the request is not valid: see errors"
+    headers = dict(data.get("headers") or {})
+    if status == 405 and error.get_response().headers.get("Allow"):
+        headers["Allow"] = error.get_response().headers["Allow"]
+    return problem_response(status, error.name, detail, errors=errors, headers=headers)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error", exc_info=error)
+    server_error = InternalServerError()
+    return problem_response(500, server_error.name, "an unexpected error occurred; it was logged")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

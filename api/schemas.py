@@ -1,0 +1,111 @@
+"""marshmallow schemas of the HTTP contract (requests are validated, the OpenAPI document is
+generated from them)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from eventstore.events import CATALOG, COMPONENTS, ConfigurationSchema, HeartbeatRecordedSchema
+
+MAX_BATCH = 1000
+SERVER_NAME = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
+    error="must be 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
+# Fields an agent might use to send the key itself: refused with an explicit message.
+RAW_KEY_FIELDS = ("encryption_key", "key", "machine_key", "raw_key", "secret")
+
+
+class HeartbeatSchema(HeartbeatRecordedSchema):
+    """One heartbeat as an agent sends it."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    event_id = fields.UUID(load_default=None, metadata={"description": "idempotency key"})
+    server = fields.String(required=True, validate=SERVER_NAME)
+
+    @ma.validates_schema(pass_original=True)
+    def refuse_raw_keys(self, data, original, **kwargs):
+        if isinstance(original, dict):
+            raw = [name for name in RAW_KEY_FIELDS if name in original]
+            if raw:
+                raise ma.ValidationError(
+                    {
+                        name: [
+                            "raw encryption keys are never accepted: send"
+                            " encryption_key_fingerprint, the SHA-256 hex digest of the key"
+                        ]
+                        for name in raw
+                    }
+                )
+
+
+class HeartbeatBatchSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    heartbeats = fields.List(
+        fields.Nested(HeartbeatSchema),
+        required=True,
+        validate=validate.Length(1, MAX_BATCH),
+    )
+
+
+class IngestResultSchema(ma.Schema):
+    accepted = fields.Integer()
+    duplicates = fields.Integer()
+    last_position = fields.Integer(allow_none=True)
+
+
+class ConfigurationPatchSchema(ConfigurationSchema):
+    class Meta:
+        unknown = ma.RAISE
+
+    @ma.validates_schema
+    def not_empty(self, data, **kwargs):
+        if not data:
+            raise ma.ValidationError("name at least one setting to change", "_schema")
+
+
+class ConfigurationOutSchema(ConfigurationSchema):
+    version = fields.Integer()
+
+
+class ClusterQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    at = fields.AwareDateTime(metadata={"description": "ISO-8601 time: the view as it was then"})
+    position = fields.Integer(
+        validate=validate.Range(min=0), metadata={"description": "log position"}
+    )
+
+    @ma.validates_schema
+    def one_of(self, data, **kwargs):
+        if "at" in data and "position" in data:
+            raise ma.ValidationError("give either at or position, not both", "position")
+
+
+class EventsQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    type = fields.String(validate=validate.OneOf(sorted(CATALOG)))
+    server = fields.String(validate=SERVER_NAME)
+    component = fields.String(validate=validate.OneOf(COMPONENTS))
+    since = fields.AwareDateTime()
+    until = fields.AwareDateTime()
+
+    @ma.validates_schema
+    def ordered(self, data, **kwargs):
+        if "since" in data and "until" in data and data["since"] > data["until"]:
+            raise ma.ValidationError("until must not be before since", "until")
+
+
+class ComponentPathSchema(ma.Schema):
+    server = fields.String(validate=SERVER_NAME)
+    component = fields.String(validate=validate.OneOf(COMPONENTS))

@@ -1,0 +1,308 @@
+"""Commands in, events out: the decisions of the write side.
+
+Each command reads the tail of the streams it touches, decides, and appends with the stream
+versions it saw, so a decision is never made on stale facts:
+- heartbeats are decided under the store's append lock (one batch = one transaction, no retry);
+- configuration changes and removals use the expected stream version and retry on a conflict.
+
+The timeout in force comes from the `cluster` and `monitor` streams, folded with the shared
+fold and cached by their versions (they change rarely).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from eventstore.db import write_connection
+from eventstore.events import (
+    CLUSTER_STREAM,
+    MONITOR_STREAM,
+    ComponentRecovered,
+    ComponentRemoved,
+    ComponentTimedOut,
+    ConfigurationChanged,
+    HeartbeatRecorded,
+    component_stream,
+)
+from eventstore.store import (
+    APPEND_LOCK_KEY,
+    AppendResult,
+    ConcurrencyError,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    _recorded,
+)
+from eventstore.tables import events as events_table
+from projections import rules
+from projections.state import ComponentState, Configuration, fold
+
+INGEST_DETECTOR = "ingest"
+
+
+class NotInCluster(LookupError):
+    pass
+
+
+class InvalidConfiguration(ValueError):
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("invalid configuration")
+        self.errors = errors
+
+
+def last_events(conn: sa.Connection, streams: Sequence[str]) -> dict[str, RecordedEvent]:
+    """The last event of each stream that has one (one index probe per stream)."""
+    if not streams:
+        return {}
+    columns = ", ".join(f"e.{c.name}" for c in _columns())
+    if conn.dialect.name == "postgresql":
+        sql = (
+            f"SELECT {columns} FROM unnest(CAST(:streams AS text[])) AS s(stream)"
+            " CROSS JOIN LATERAL (SELECT * FROM events WHERE events.stream = s.stream"
+            " ORDER BY version DESC LIMIT 1) AS e"
+        )
+        params: dict[str, Any] = {"streams": list(streams)}
+    else:
+        import orjson
+
+        sql = (
+            f"SELECT {columns} FROM json_each(:streams) AS s JOIN events AS e"
+            " ON e.stream = s.value"
+            " AND e.version = (SELECT max(version) FROM events WHERE stream = s.value)"
+        )
+        params = {"streams": orjson.dumps(list(streams)).decode()}
+    query = sa.text(sql).columns(*[c._copy() for c in _columns()])
+    return {row.stream: _recorded(row) for row in conn.execute(query, params)}
+
+
+def _columns():
+    c = events_table.c
+    return (
+        c.position,
+        c.event_id,
+        c.stream,
+        c.version,
+        c.type,
+        c.schema_version,
+        c.data,
+        c.metadata,
+        c.occurred_at,
+        c.recorded_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What decides deadlines: the configuration in force and the last monitor resumption."""
+
+    configuration: Configuration
+    monitor_resumed_at: datetime | None
+    versions: tuple[int, int]  # (cluster stream version, monitor stream version)
+
+
+class ClusterCommands:
+    def __init__(self, store: EventStore):
+        self.store = store
+        self._policy: Policy | None = None
+
+    # --- policy -------------------------------------------------------------------------------
+
+    def policy(self, conn: sa.Connection, tails: Mapping[str, RecordedEvent]) -> Policy:
+        versions = tuple(
+            tails[s].version if s in tails else 0 for s in (CLUSTER_STREAM, MONITOR_STREAM)
+        )
+        cached = self._policy
+        if cached is None or cached.versions != versions:
+            query = (
+                sa.select(*_columns())
+                .where(events_table.c.stream.in_((CLUSTER_STREAM, MONITOR_STREAM)))
+                .order_by(events_table.c.position)
+            )
+            state = fold(_recorded(row) for row in conn.execute(query))
+            cached = self._policy = Policy(state.configuration, state.monitor_resumed_at, versions)
+        return cached
+
+    def configuration(self) -> Configuration:
+        with self.store.engine.connect() as conn:
+            return self.policy(
+                conn, last_events(conn, [CLUSTER_STREAM, MONITOR_STREAM])
+            ).configuration
+
+    # --- heartbeats ---------------------------------------------------------------------------
+
+    def record_heartbeats(self, beats: Sequence[NewEvent]) -> AppendResult:
+        """Append heartbeats in one transaction, with the recoveries they imply.
+
+        A heartbeat from a component whose last event is a timeout records a recovery first.
+        One that arrives after its deadline while no timeout was recorded yet (the sweep had not
+        run) records that timeout, stamped with its logical expiry, and the recovery: the log
+        then shows the outage whoever noticed it first.
+        """
+        store = self.store
+        with write_connection(store.engine) as conn, conn.begin():
+            if store.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
+            streams = {b.event.stream for b in beats}
+            tails = last_events(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
+            policy = self.policy(conn, tails)
+            now = store.clock()
+            stored = _stored_ids(conn, [b.event_id for b in beats])
+            events: list[NewEvent] = []
+            last_beat: dict[str, datetime] = {}
+            for beat in beats:
+                if beat.event_id in stored:
+                    events.append(beat)  # reported as a duplicate by the store
+                    continue
+                stored.add(beat.event_id)
+                stream = beat.event.stream
+                if stream not in last_beat:
+                    events.extend(self._outage_events(beat, tails.get(stream), policy, now))
+                last_beat[stream] = now
+                events.append(beat)
+            return store.append(events, connection=conn)
+
+    @staticmethod
+    def _outage_events(beat: NewEvent, tail: RecordedEvent | None, policy: Policy, now):
+        if tail is None:
+            return []
+        meta = {**beat.metadata, "causation_id": str(beat.event_id)}
+        hb: HeartbeatRecorded = beat.event
+        stale_since = None
+        out: list[NewEvent] = []
+        if isinstance(tail.event, ComponentTimedOut):
+            stale_since = tail.event.expired_at
+        elif isinstance(tail.event, HeartbeatRecorded):
+            probe = ComponentState(hb.server, hb.component, last_heartbeat_at=tail.recorded_at)
+            expiry = rules.deadline(probe, policy.configuration, policy.monitor_resumed_at)
+            if now > expiry:
+                stale_since = expiry
+                out.append(
+                    NewEvent(
+                        ComponentTimedOut(
+                            server=hb.server,
+                            component=hb.component,
+                            expired_at=expiry,
+                            detected_at=now,
+                            timeout_seconds=rules.timeout_seconds(
+                                hb.component, policy.configuration
+                            ),
+                            configuration_version=policy.configuration.version,
+                            last_heartbeat_position=tail.position,
+                            detector=INGEST_DETECTOR,
+                        ),
+                        metadata=meta,
+                    )
+                )
+        if stale_since is None:
+            return []
+        out.append(
+            NewEvent(
+                ComponentRecovered(
+                    server=hb.server,
+                    component=hb.component,
+                    stale_since=stale_since,
+                    recovered_at=now,
+                    outage_seconds=max(0.0, (now - stale_since).total_seconds()),
+                ),
+                metadata=meta,
+            )
+        )
+        return out
+
+    # --- configuration ------------------------------------------------------------------------
+
+    def change_configuration(
+        self, changes: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> tuple[Configuration, RecordedEvent | None]:
+        """Apply a partial update; the merged configuration must stay coherent."""
+        for _attempt in range(5):
+            with self.store.engine.connect() as conn:
+                tails = last_events(conn, [CLUSTER_STREAM, MONITOR_STREAM])
+                policy = self.policy(conn, tails)
+            current = policy.configuration
+            effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
+            merged = {**current.settings(), **changes}
+            errors = validate_configuration(merged, set(changes))
+            if errors:
+                raise InvalidConfiguration(errors)
+            if not effective:
+                return current, None
+            try:
+                result = self.store.append(
+                    [NewEvent(ConfigurationChanged(changes=effective), metadata=metadata)],
+                    expected_version=policy.versions[0],
+                )
+            except ConcurrencyError:
+                continue
+            recorded = result.recorded[0]
+            updated = Configuration(
+                **{**current.settings(), **effective},
+                version=current.version + 1,
+                changed_position=recorded.position,
+            )
+            return updated, recorded
+        raise ConcurrencyError(CLUSTER_STREAM, -1, -1)
+
+    # --- removal ------------------------------------------------------------------------------
+
+    def remove_component(
+        self, server: str, component: str, metadata: Mapping[str, Any]
+    ) -> RecordedEvent:
+        stream = component_stream(server, component)
+        for _attempt in range(5):
+            with self.store.engine.connect() as conn:
+                tail = last_events(conn, [stream]).get(stream)
+            if tail is None or isinstance(tail.event, ComponentRemoved):
+                raise NotInCluster(f"{component} component of {server} is not in the cluster")
+            try:
+                result = self.store.append(
+                    [
+                        NewEvent(
+                            ComponentRemoved(server=server, component=component), metadata=metadata
+                        )
+                    ],
+                    expected_version=tail.version,
+                )
+            except ConcurrencyError:
+                continue
+            return result.recorded[0]
+        raise ConcurrencyError(stream, -1, -1)
+
+
+def _stored_ids(conn, ids) -> set:
+    return set(
+        conn.execute(
+            sa.select(events_table.c.event_id).where(events_table.c.event_id.in_(ids))
+        ).scalars()
+    )
+
+
+def validate_configuration(merged: Mapping[str, Any], changed: set[str]) -> dict[str, list[str]]:
+    """Cross-field rules (per-field ranges are in the schema). The product docs discourage a
+    stale timeout close to the heartbeat frequency: one late heartbeat would mark a healthy
+    service stale, so we require at least two heartbeat periods."""
+    errors: dict[str, list[str]] = {}
+    frequency = merged["heartbeat_frequency_seconds"]
+    stale = merged["stale_timeout_seconds"]
+    web = merged["web_stale_timeout_seconds"]
+    if stale < 2 * frequency:
+        field = (
+            "stale_timeout_seconds"
+            if "stale_timeout_seconds" in changed
+            else "heartbeat_frequency_seconds"
+        )
+        errors[field] = [
+            f"the stale timeout ({stale} s) must be at least two heartbeat periods"
+            f" ({2 * frequency} s), or one late heartbeat marks a healthy service stale"
+        ]
+    if web < frequency:
+        errors.setdefault("web_stale_timeout_seconds", []).append(
+            f"the web window ({web} s) must not be shorter than the heartbeat frequency"
+            f" ({frequency} s)"
+        )
+    return errors

@@ -1,0 +1,62 @@
+"""Flask test client over a real database of each kind, with a token per role."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+
+from api.app import create_app, services
+from api.tokens import create_token
+
+
+@pytest.fixture
+def app(database_url, clock):
+    app = create_app({"DATABASE_URL": database_url, "CLOCK": clock, "TESTING": True})
+    yield app
+    services(app).engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(app):
+    svc = services(app)
+    return {
+        role: {"Authorization": f"Bearer {create_token(svc.engine, svc.clock, role + '-1', role)}"}
+        for role in ("agent", "viewer", "admin")
+    }
+
+
+def fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def heartbeat(server="web01", component="service", **overrides):
+    beat = {
+        "server": server,
+        "component": component,
+        "os": "Ubuntu",
+        "os_version": "24.04",
+        "ip": "10.0.0.5",
+        "product": "ProGet",
+        "product_version": "2025.10",
+        "encryption_key_fingerprint": fingerprint("the-key"),
+        "status": "ok",
+        "verification": "verified",
+        "sent_at": datetime(2026, 11, 27, 10, tzinfo=UTC).isoformat(),
+    }
+    beat.update(overrides)
+    return beat
+
+
+@pytest.fixture
+def post(client, tokens):
+    def post(body, role="agent"):
+        return client.post("/api/v1/heartbeats", json=body, headers=tokens[role])
+
+    return post
