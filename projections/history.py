@@ -1,0 +1,146 @@
+"""A component's state transitions over time, each with its reason.
+
+Folds the component's own stream together with the cluster-wide events that change how it is
+judged (configuration, monitor gaps) through the same fold and rules as the view, and keeps the
+events after which something a user sees changed: its heartbeat state, health, status,
+verification, version, timeout, or its presence in the cluster. Heartbeats that change nothing
+are left out.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from eventstore.events import (
+    ComponentRecovered,
+    ComponentRemoved,
+    ComponentTimedOut,
+    ConfigurationChanged,
+    HeartbeatRecorded,
+    component_stream,
+)
+from eventstore.store import EventStore
+from projections import rules
+from projections.rules import _duration
+from projections.state import ClusterState, apply
+
+_CLUSTER_TYPES = ["ConfigurationChanged", "MonitorResumed"]
+
+
+def _look(state: ClusterState, server: str, name: str, now) -> dict[str, Any] | None:
+    component = state.component(server, name)
+    if component is None:
+        return None
+    config = state.configuration
+    beat = rules.heartbeat(component, config, now, state.monitor_resumed_at)
+    health, reasons = rules.component_health(component, config, beat)
+    return {
+        "state": beat.state,
+        "health": health,
+        "reasons": reasons,
+        "status": component.status,
+        "verification": component.verification,
+        "product_version": component.product_version,
+        "timeout_seconds": rules.timeout_seconds(name, config),
+    }
+
+
+def _changes(before: dict | None, after: dict) -> list[str]:
+    if before is None:
+        return []
+    out = []
+    for key, label in (
+        ("status", "status"),
+        ("verification", "verification"),
+        ("product_version", "version"),
+        ("timeout_seconds", "timeout (s)"),
+    ):
+        if before[key] != after[key]:
+            out.append(f"{label} {before[key]} → {after[key]}")
+    return out
+
+
+def _reason(event, recorded, before, after, changes, ever_seen) -> str | None:
+    if isinstance(event, ComponentRemoved):
+        return "removed from the cluster by hand" + (f": {event.reason}" if event.reason else "")
+    if isinstance(event, ComponentTimedOut):
+        return (
+            f"no heartbeat for {_duration(event.timeout_seconds)} (timeout in force,"
+            f" configuration version {event.configuration_version}); detected by"
+            f" {event.detector}"
+        )
+    if isinstance(event, ComponentRecovered):
+        return f"heartbeat again after {_duration(event.outage_seconds)} without one"
+    if isinstance(event, HeartbeatRecorded):
+        if before is None:
+            return (
+                "heartbeat after removal: back in the cluster" if ever_seen else "first heartbeat"
+            )
+        parts = list(changes)
+        if before["state"] == "stale":
+            parts.insert(0, "heartbeat after it had gone stale")
+        if event.message and after["health"] != "ok":
+            parts.append(f"message: {event.message}")
+        return "; ".join(parts) if parts else None
+    if isinstance(event, ConfigurationChanged):
+        parts = list(changes)
+        if before["state"] != after["state"]:
+            parts.append(f"now {after['state']} under the new timeout")
+        return "configuration changed: " + "; ".join(parts) if parts else None
+    # MonitorResumed: only worth a line when it changed the component's state.
+    if before["state"] != after["state"]:
+        return "the monitor resumed after a gap: one full timeout from the resumption"
+    return None
+
+
+def component_history(store: EventStore, server: str, component: str) -> list[dict[str, Any]]:
+    """Transitions of `server`/`component`, oldest first: each `at` (the logical expiry for a
+    timeout, else the recording time), `position`, `event` (type), `state` (`current`,
+    `stale` or `removed`), `health` (None once removed), `reasons` (the health reasons then),
+    `reason` (why this entry), `status`, `verification`, `product_version`. Empty when the
+    component never appeared."""
+    own = store.read_stream(component_stream(server, component))
+    if not own:
+        return []
+    cluster = store.read_all(types=_CLUSTER_TYPES, limit=None, up_to=own[-1].position)
+    state = ClusterState()
+    history: list[dict[str, Any]] = []
+    ever_seen = False
+    for recorded in heapq.merge(own, cluster, key=lambda r: r.position):
+        event = recorded.event
+        at = event.expired_at if isinstance(event, ComponentTimedOut) else recorded.recorded_at
+        before = _look(state, server, component, at)
+        apply(state, recorded)
+        after = _look(state, server, component, at)
+        if before is None and after is None:
+            continue  # cluster events before it appeared (or while it was removed)
+        if after is None:
+            entry = {"state": "removed", "health": None, "reasons": []}
+            entry.update({k: before[k] for k in ("status", "verification", "product_version")})
+        else:
+            entry = {
+                k: after[k]
+                for k in ("state", "health", "reasons", "status", "verification", "product_version")
+            }
+        reason = _reason(
+            event,
+            recorded,
+            before,
+            after or before,
+            _changes(before, after) if after else [],
+            ever_seen,
+        )
+        ever_seen = True
+        if reason is None:
+            continue
+        history.append(
+            {
+                "at": at,
+                "position": recorded.position,
+                "event": recorded.type,
+                "reason": reason,
+                **entry,
+            }
+        )
+    return history

@@ -1,0 +1,190 @@
+"""The projection runner: follows the log from its checkpoint into the read tables.
+
+Each batch is one transaction that locks the checkpoint row, folds the events after it, rewrites
+the rows those events touched and moves the checkpoint: a crash leaves either all of a batch or
+none of it, so a restart neither loses nor double-counts events. Several processes may run it at
+once (gunicorn workers, the scheduler): on PostgreSQL the lock is taken with `SKIP LOCKED`, so a
+loser returns at once and leaves the work to the holder; on SQLite the write transaction
+(`BEGIN IMMEDIATE`) serialises them and the loser finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import sqlalchemy as sa
+
+from eventstore.db import write_connection
+from eventstore.store import EventStore
+from eventstore.tables import events as events_table
+from projections import readmodel
+from projections.state import ClusterState, apply
+from projections.tables import VIEW, checkpoints
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "clustermon_events"  # the store NOTIFYs it with the new head position
+
+
+class ProjectionRunner:
+    def __init__(
+        self, store: EventStore, *, batch_size: int = 2_000, poll_interval: float = 1.0
+    ) -> None:
+        self.store = store
+        self.engine = store.engine
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        # The state as of (generation, position), so a busy runner does not re-read the tables
+        # for every batch. Anyone else moving the checkpoint (another process, a rebuild)
+        # changes the key and the state is re-read under the lock.
+        self._state: ClusterState | None = None
+        self._key: tuple[int, int] | None = None
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def _positions(self) -> tuple[int | None, int]:
+        """(checkpoint, head) in one query: the whole cost of a call with nothing new."""
+        query = sa.select(
+            sa.select(checkpoints.c.position).where(checkpoints.c.name == VIEW).scalar_subquery(),
+            sa.select(sa.func.coalesce(sa.func.max(events_table.c.position), 0)).scalar_subquery(),
+        )
+        with self.engine.connect() as conn:
+            checkpoint, head = conn.execute(query).one()
+        return checkpoint, head
+
+    def catch_up(self, limit: int | None = None) -> int:
+        """Fold the events after the checkpoint into the read tables, in batches of
+        `batch_size` (one transaction each), at most `limit` events; returns how many were
+        applied by this call (0 when up to date, or when another process holds the lock)."""
+        checkpoint, head = self._positions()
+        if checkpoint is None:
+            with write_connection(self.engine) as conn, conn.begin():
+                readmodel.ensure_checkpoint(conn)
+            checkpoint = 0
+        if head <= checkpoint:
+            return 0
+        total = 0
+        while limit is None or total < limit:
+            size = self.batch_size if limit is None else min(self.batch_size, limit - total)
+            applied = self._batch(size)
+            if applied is None:  # another process holds the lock: it is doing the work
+                break
+            total += applied
+            if applied < size:
+                break
+        return total
+
+    def _batch(self, size: int) -> int | None:
+        try:
+            with write_connection(self.engine) as conn, conn.begin():
+                locked = readmodel.lock_checkpoint(conn, wait=False)
+                if locked is None:
+                    return None
+                key = (locked.generation, locked.position)
+                if self._state is None or self._key != key:
+                    self._state = readmodel.load_state(conn)
+                    self._key = key
+                state = self._state
+                batch = self.store.read_all(after=locked.position, limit=size)
+                if not batch:
+                    return 0
+                dirty: set[tuple[str, str]] = set()
+                for recorded in batch:
+                    apply(state, recorded)
+                    # Component events name their component; cluster-wide ones do not (the
+                    # cluster row is rewritten with every batch anyway).
+                    component = getattr(recorded.event, "component", None)
+                    if component is not None:
+                        dirty.add((recorded.event.server, component))
+                readmodel.write_changes(
+                    conn, state, dirty, applied=len(batch), now=self.store.clock()
+                )
+                self._key = (locked.generation, state.position)
+                return len(batch)
+        except BaseException:
+            # The fold mutated the cached state in place: it no longer matches the tables.
+            self._state = self._key = None
+            raise
+
+    # --- lag --------------------------------------------------------------------------------
+
+    def lag(self) -> dict:
+        """How far the read tables trail the log: events, and seconds the oldest unprojected
+        event has been waiting (by the store's clock; 0.0 when up to date)."""
+        c = events_table.c
+        with self.engine.connect() as conn:
+            checkpoint = readmodel.read_checkpoint(conn)
+            position = checkpoint.position if checkpoint else 0
+            head = conn.execute(sa.select(sa.func.coalesce(sa.func.max(c.position), 0))).scalar()
+            oldest = conn.execute(
+                sa.select(c.recorded_at).where(c.position > position).order_by(c.position).limit(1)
+            ).scalar()
+        seconds = 0.0
+        if oldest is not None:
+            seconds = max(0.0, (self.store.clock() - oldest).total_seconds())
+        return {
+            "events": max(0, head - position),
+            "seconds": seconds,
+            "checkpoint": position,
+            "head": head,
+        }
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Catch up, then sleep until the store announces new events (PostgreSQL LISTEN on
+        "clustermon_events") or `poll_interval` passes (the fallback, and SQLite's only way),
+        until `stop` is set. Errors are logged and retried: the checkpoint makes that safe."""
+        listener = _Listener(self.engine) if self.engine.dialect.name == "postgresql" else None
+        try:
+            while not stop.is_set():
+                try:
+                    if self.catch_up(limit=self.batch_size) >= self.batch_size:
+                        continue  # more to do: do not wait
+                except Exception:
+                    log.exception("projection runner: catch-up failed; retrying")
+                    if listener is not None:
+                        listener.close()
+                        listener = _Listener(self.engine)
+                if listener is not None:
+                    listener.wait(self.poll_interval, stop)
+                else:
+                    stop.wait(self.poll_interval)
+        finally:
+            if listener is not None:
+                listener.close()
+
+
+class _Listener:
+    """A dedicated autocommit psycopg connection LISTENing on the events channel."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        import psycopg
+
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conn = None
+        try:
+            self.conn = psycopg.connect(url, autocommit=True)
+            self.conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            log.exception("projection runner: LISTEN failed; polling instead")
+            self.close()
+
+    def wait(self, timeout: float, stop: threading.Event) -> None:
+        if self.conn is None:
+            stop.wait(timeout)
+            return
+        try:
+            # Returns at the first notification, or after `timeout` with none.
+            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except Exception:
+            log.exception("projection runner: LISTEN connection lost; polling instead")
+            self.close()
+            stop.wait(timeout)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None

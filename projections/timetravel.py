@@ -1,0 +1,92 @@
+"""The cluster as it was: nearest snapshot at or before + fold of the tail, evaluated then.
+
+`at` is resolved to a position first: the last event recorded at or before `at`. That relies on
+`recorded_at` never decreasing along positions, which the store gives by stamping events while
+it holds the append lock (only a backwards step of the server's wall clock could break it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from eventstore.store import EventStore
+from eventstore.tables import events
+from projections import snapshots
+from projections.state import ClusterState, fold
+from projections.view import cluster_view
+
+
+def _aware(at: datetime) -> datetime:
+    # A time without a zone is read as UTC, the zone of every time we store.
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def resolve(
+    store: EventStore, *, at: datetime | None = None, position: int | None = None
+) -> tuple[int, datetime]:
+    """(last position folded, time the staleness is evaluated at) for a time or a position."""
+    c = events.c
+    if at is not None and position is not None:
+        raise ValueError("give a time or a position, not both")
+    with store.engine.connect() as conn:
+        if position is not None:
+            if position < 1:
+                raise ValueError(f"position must be at least 1, got {position}")
+            head = store.head_position(conn)
+            if position > head:
+                raise ValueError(f"position {position} is beyond the head of the log ({head})")
+            # The position may be a hole (a rolled-back append): use the event before it.
+            last, when = conn.execute(
+                sa.select(c.position, c.recorded_at)
+                .where(c.position <= position)
+                .order_by(c.position.desc())
+                .limit(1)
+            ).one()
+            return last, when
+        at = _aware(at) if at is not None else store.clock()
+        first = conn.execute(sa.select(c.recorded_at).order_by(c.position).limit(1)).scalar()
+        if first is None:
+            raise ValueError("the event log is empty: there is no cluster to show at any time")
+        if at < first:
+            raise ValueError(
+                f"{at.isoformat()} is before the log, which starts at {first.isoformat()}"
+            )
+        # Both are index look-ups on recorded_at: the latest time <= at, then the last
+        # position of that (batch-shared) time.
+        latest_time = (
+            sa.select(sa.func.max(c.recorded_at)).where(c.recorded_at <= at).scalar_subquery()
+        )
+        last = conn.execute(
+            sa.select(sa.func.max(c.position)).where(c.recorded_at == latest_time)
+        ).scalar()
+        return last, at
+
+
+def _state_up_to(store: EventStore, position: int) -> ClusterState:
+    with store.engine.connect() as conn:
+        snap = snapshots.latest(conn, at_or_before=position)
+    state = snapshots.decode(snap.state) if snap is not None else ClusterState()
+    if state.position < position:
+        state = fold(store.iter_all(after=state.position, up_to=position), state)
+    return state
+
+
+def state_at(
+    store: EventStore, *, at: datetime | None = None, position: int | None = None
+) -> ClusterState:
+    """The folded state after every event recorded at or before `at` (or up to `position`)."""
+    last, _ = resolve(store, at=at, position=position)
+    return _state_up_to(store, last)
+
+
+def view_at(
+    store: EventStore, *, at: datetime | None = None, position: int | None = None
+) -> dict[str, Any]:
+    """The cluster view at `at` (staleness evaluated at `at`) or just after `position`
+    (evaluated at that event's recorded_at). Raises ValueError for a time before the log, a
+    position beyond its head, or both given; neither means now."""
+    last, when = resolve(store, at=at, position=position)
+    return cluster_view(_state_up_to(store, last), when)
