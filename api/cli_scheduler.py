@@ -1,5 +1,41 @@
 """CLI commands of the scheduler side, registered by api/cli.py."""
 
+import logging
+
 import click
+from flask import current_app
+from flask.cli import with_appcontext
 
 commands: list[click.Command] = []
+
+
+@click.command(
+    "scheduler",
+    help="Run the scheduler (timeout sweep, snapshots, reports). Several may run against one"
+    " database: one leads, the others stand by and take over within a few seconds.",
+)
+@click.option(
+    "--name",
+    envvar="CLUSTERMON_SCHEDULER_NAME",
+    default=None,
+    help="detector identity stamped on timeouts [CLUSTERMON_SCHEDULER_NAME; default host:pid]",
+)
+@click.option("--exit-with-parent", type=int, default=None, hidden=True)
+@with_appcontext
+def scheduler(name: str | None, exit_with_parent: int | None) -> None:
+    from api.app import services
+    from scheduler.service import SchedulerService, run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    shared = services(current_app)
+    service = SchedulerService(
+        shared.store,
+        shared.clock,
+        sweep_interval_seconds=float(current_app.config["SWEEP_INTERVAL_SECONDS"]),
+        detector=name,
+    )
+    click.echo(f"scheduler {service.detector}: standing by for the leader lock", err=True)
+    run_forever(service, exit_with_parent=exit_with_parent)
+
+
+commands.append(scheduler)

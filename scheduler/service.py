@@ -1,0 +1,239 @@
+"""The scheduler process: leader election plus the jobs, wired into APScheduler 3.
+
+Every job body is one line calling a plain function; the election decides whether this process
+runs them. Standbys keep their deadline index warm (they follow the log too), so a takeover
+starts sweeping at once instead of folding the whole log first.
+
+Jobs (explicit ids; all `coalesce=True`, `max_instances=1`):
+- `leader-election` every second: standby -> try the lock; leader -> check the lock is still
+  held (step down if not) and record liveness.
+- `timeout-sweep` every CLUSTERMON_SWEEP_INTERVAL_SECONDS: `emit_timeouts`.
+- `projection-catch-up` every second, if projections.runner.ProjectionRunner exists.
+- `snapshot` every minute, if projections.snapshots.take_snapshot exists (it decides itself
+  whether a snapshot is due; the cadence is the projections side's business).
+- `reports`: issue 6 registers its job in `build_scheduler` at the marked place.
+Only the leader runs sweep, catch-up and snapshot jobs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from eventstore.clock import Clock
+from eventstore.store import EventStore
+from scheduler.deadlines import DeadlineIndex
+from scheduler.gaps import LIVENESS_EVERY, record_liveness, resume_after_gap
+from scheduler.leader import LeaderLock, leader_lock_for
+from scheduler.sweep import default_detector, emit_timeouts
+
+log = logging.getLogger("clustermon.scheduler")
+
+ELECTION_INTERVAL_SECONDS = 1.0
+
+
+def optional_hook(module: str, attribute: str) -> Callable | None:
+    """`module.attribute` if that module exists and defines it (built in parallel elsewhere)."""
+    try:
+        return getattr(importlib.import_module(module), attribute, None)
+    except ImportError:
+        return None
+
+
+class SchedulerService:
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock,
+        *,
+        sweep_interval_seconds: float = 1.0,
+        detector: str | None = None,
+        lock: LeaderLock | None = None,
+    ):
+        self.store = store
+        self.clock = clock
+        self.sweep_interval_seconds = sweep_interval_seconds
+        self.detector = detector or default_detector()
+        self.lock = lock if lock is not None else leader_lock_for(store.engine)
+        self.index = DeadlineIndex()
+        self.leading_since: datetime | None = None
+        self._liveness_at: datetime | None = None
+        self._mutex = threading.RLock()
+        self._projection_runner = None
+
+    @property
+    def leading(self) -> bool:
+        return self.leading_since is not None
+
+    # --- election ---------------------------------------------------------------------------
+
+    def elect(self) -> bool:
+        """Standby: follow the log and try to take the lock. Leader: verify the lock (step down
+        if its connection is gone) and record liveness. Returns whether this process leads."""
+        with self._mutex:
+            if self.leading:
+                if not self.lock.still_held():
+                    log.warning("%s: lost the leader lock, standing by", self.detector)
+                    self.leading_since = None
+                    return False
+                self._record_liveness()
+                return True
+            self.index.follow(self.store)
+            if not self.lock.try_acquire():
+                return False
+            self._take_over()
+            return True
+
+    def _take_over(self) -> None:
+        now = self.clock()
+        self.index.follow(self.store)
+        state = self.index.state
+        gap = resume_after_gap(
+            self.store,
+            now,
+            last_event_at=state.recorded_at,
+            config=state.configuration,
+            sweep_interval_seconds=self.sweep_interval_seconds,
+            detector=self.detector,
+        )
+        if gap is not None:
+            event = gap.event
+            log.warning(
+                "%s: the monitor was down from %s to %s; every component gets one full"
+                " timeout from now",
+                self.detector,
+                event.down_since,
+                event.resumed_at,
+            )
+        self.leading_since = now
+        self._liveness_at = None
+        self._record_liveness()
+        log.info("%s: leading", self.detector)
+
+    def _record_liveness(self) -> None:
+        now = self.clock()
+        if self._liveness_at is None or now - self._liveness_at >= LIVENESS_EVERY:
+            record_liveness(self.store.engine, self.detector, self.leading_since or now, now)
+            self._liveness_at = now
+
+    def step_down(self) -> None:
+        with self._mutex:
+            self.leading_since = None
+            self.lock.release()
+
+    # --- jobs (one line each) ---------------------------------------------------------------
+
+    def election_job(self) -> None:
+        self.elect()
+
+    def sweep_job(self) -> None:
+        with self._mutex:  # the index is not shared with a concurrent election's follow
+            if self.elect():
+                emit_timeouts(self.store, self.clock(), index=self.index, detector=self.detector)
+
+    def projection_job(self) -> None:
+        if self.elect():
+            self._runner().catch_up()
+
+    def snapshot_job(self) -> None:
+        if self.elect():
+            optional_hook("projections.snapshots", "take_snapshot")(self.store)
+
+    def _runner(self):
+        if self._projection_runner is None:
+            self._projection_runner = optional_hook("projections.runner", "ProjectionRunner")(
+                self.store
+            )
+        return self._projection_runner
+
+
+def build_scheduler(service: SchedulerService, scheduler=None):
+    """Register the jobs on `scheduler` (default: a new BlockingScheduler) and return it."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    if scheduler is None:
+        scheduler = BlockingScheduler(timezone=UTC)
+    interval = service.sweep_interval_seconds
+    start = datetime.now(UTC)
+    common = {"coalesce": True, "max_instances": 1, "replace_existing": True}
+    scheduler.add_job(
+        service.election_job,
+        "interval",
+        seconds=ELECTION_INTERVAL_SECONDS,
+        id="leader-election",
+        next_run_time=start,
+        misfire_grace_time=5,
+        **common,
+    )
+    # A late sweep is still useful (it catches everything that expired meanwhile), so allow
+    # lateness well beyond one interval rather than dropping the run.
+    scheduler.add_job(
+        service.sweep_job,
+        "interval",
+        seconds=interval,
+        id="timeout-sweep",
+        next_run_time=start,
+        misfire_grace_time=max(5, int(10 * interval)),
+        **common,
+    )
+    if optional_hook("projections.runner", "ProjectionRunner") is not None:
+        scheduler.add_job(
+            service.projection_job,
+            "interval",
+            seconds=1,
+            id="projection-catch-up",
+            misfire_grace_time=5,
+            **common,
+        )
+    if optional_hook("projections.snapshots", "take_snapshot") is not None:
+        scheduler.add_job(
+            service.snapshot_job,
+            "interval",
+            seconds=60,
+            id="snapshot",
+            misfire_grace_time=300,
+            **common,
+        )
+    # Issue 6 (reports): register the report job here, id="reports", with the same `common`
+    # options, a cron or interval trigger, and a body `if service.elect(): run_report(...)`.
+    return scheduler
+
+
+def run_forever(service: SchedulerService, *, exit_with_parent: int | None = None) -> None:
+    """Run the jobs in this process until SIGTERM/SIGINT (or until the parent process
+    `exit_with_parent` is gone); the leader lock is released on the way out."""
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    scheduler = build_scheduler(service)
+    if exit_with_parent is not None:
+        scheduler.add_job(
+            _exit_if_orphaned,
+            "interval",
+            seconds=1,
+            args=[exit_with_parent],
+            id="exit-with-parent",
+            coalesce=True,
+            max_instances=1,
+        )
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        service.step_down()
+
+
+def _exit_if_orphaned(parent_pid: int) -> None:
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
