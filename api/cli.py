@@ -69,12 +69,93 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     _serve(app, host, port, workers or app.config["WORKERS"])
 
 
-@click.command("run", help="All-in-one for a laptop: migrate, serve and run the scheduler.")
+@click.command("run", help="All-in-one for a laptop: migrate, run the scheduler, serve.")
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
-@click.pass_context
-def run(ctx: click.Context, host: str | None, port: int | None) -> None:
-    ctx.invoke(serve, host=host, port=port, workers=1)
+@click.option(
+    "--simulate",
+    "simulated",
+    type=int,
+    default=0,
+    show_default=True,
+    help="also play N demo servers sending heartbeats (one with a dead service)",
+)
+@with_appcontext
+def run(host: str | None, port: int | None, simulated: int) -> None:
+    from api.app import services
+
+    app = current_app._get_current_object()
+    svc = services(app)
+    migrations.upgrade(app.config["DATABASE_URL"])
+    host = host or app.config["HOST"]
+    port = port or app.config["PORT"]
+    url = f"http://{host}:{port}"
+    tokens.revoke_tokens(svc.engine, svc.clock, "laptop-admin")
+    admin = tokens.create_token(svc.engine, svc.clock, "laptop-admin", "admin")
+    children = [_spawn("scheduler")]
+    if simulated:
+        agent = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
+        children.append(
+            _spawn(
+                "simulate",
+                "--servers",
+                str(simulated),
+                "--url",
+                url,
+                "--token",
+                agent,
+                "--dead-service",
+                "node02",
+            )
+        )
+    click.echo(
+        f"\nclustermon is starting on {url}/ (database: {app.config['DATABASE_URL']})\n"
+        f"admin token (shown once): {admin}\n"
+        f"try:  curl -H 'Authorization: Bearer {admin}' {url}/api/v1/cluster\n"
+        f"docs: {url}/docs\n",
+        err=True,
+    )
+    try:
+        _serve(app, host, port, 1)
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=10)
+
+
+def _spawn(*args: str):
+    """Another clustermon command as a child process with the same environment."""
+    import subprocess
+    import sys
+
+    code = "from api.cli import main; main()"
+    return subprocess.Popen([sys.executable, "-c", code, *args])
+
+
+@click.command("simulate", help="Play N servers that send heartbeats to a running clustermon.")
+@click.option("--servers", type=click.IntRange(1, 500), default=3, show_default=True)
+@click.option("--url", default=None, help="clustermon base URL [http://HOST:PORT]")
+@click.option("--token", default=None, help="agent token (default: create one named simulator)")
+@click.option("--interval", type=float, default=10.0, show_default=True, help="seconds")
+@click.option("--rounds", type=int, default=None, help="stop after this many rounds")
+@click.option("--dead-service", multiple=True, help="server whose service stops after one beat")
+@click.option("--version-drift", multiple=True, help="server reporting an older version")
+@click.option("--key-mismatch", multiple=True, help="server with a different encryption key")
+@with_appcontext
+def simulate(servers, url, token, interval, rounds, dead_service, version_drift, key_mismatch):
+    from api import simulate as sim
+    from api.app import services
+
+    app = current_app._get_current_object()
+    url = url or f"http://{app.config['HOST']}:{app.config['PORT']}"
+    if token is None:
+        svc = services(app)
+        token = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
+    scenario = sim.Scenario(
+        servers, frozenset(dead_service), frozenset(version_drift), frozenset(key_mismatch)
+    )
+    sim.run(url, token, scenario, interval, rounds, echo=lambda m: click.echo(m, err=True))
 
 
 @click.group("token", help="API tokens (only their SHA-256 hash is stored).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
+from marshmallow import RAISE, ValidationError
 
 from api.app import services
 from api.auth import require
@@ -20,7 +20,7 @@ _patch = ConfigurationPatchSchema()
 
 
 @blp.route("/cluster", methods=["GET"])
-@blp.arguments(ClusterQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(ClusterQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
 @blp.doc(
     summary="The cluster view",
     description="The current view, or with `at` (ISO-8601) / `position` the view as it was "

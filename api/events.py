@@ -7,6 +7,7 @@ import time
 import orjson
 from flask import Response, current_app, request, stream_with_context
 from flask_smorest import Blueprint
+from marshmallow import RAISE
 
 from api.app import services
 from api.auth import require
@@ -34,7 +35,7 @@ def event_json(r: RecordedEvent) -> dict:
 
 
 @blp.route("/events", methods=["GET"])
-@blp.arguments(EventsQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(EventsQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
 @blp.doc(summary="The log in position order, paged with after/limit, filtered")
 @require("viewer")
 def list_events(after, limit, type=None, server=None, component=None, since=None, until=None):

@@ -27,7 +27,7 @@ def test_a_batch_is_one_commit_and_retries_are_duplicates(app, post):
     first = post({"heartbeats": beats})
     assert first.status_code == 202
     assert first.get_json()["accepted"] == 50
-    again = post({"heartbeats": beats[:10] + [heartbeat(server="new")]})
+    again = post({"heartbeats": [*beats[:10], heartbeat(server="new")]})
     assert again.get_json() == {"accepted": 1, "duplicates": 10, "last_position": 51}
     assert len(_log(app)) == 51
 

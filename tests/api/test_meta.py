@@ -1,0 +1,45 @@
+from tests.api.conftest import heartbeat
+
+
+def test_health_needs_no_token(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["database"] == "ok"
+
+
+def test_openapi_names_the_contract(client):
+    spec = client.get("/openapi.json").get_json()
+    paths = spec["paths"]
+    for path in (
+        "/api/v1/heartbeats",
+        "/api/v1/cluster",
+        "/api/v1/cluster/configuration",
+        "/api/v1/servers/{server}/components/{component}",
+        "/api/v1/events",
+        "/api/v1/events/stream",
+        "/api/v1/servers/{server}/components/{component}/history",
+    ):
+        assert path in paths, path
+    assert client.get("/api/v1/openapi.json").get_json()["paths"] == paths
+    assert "Heartbeat" in spec["components"]["schemas"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert b"/api/v1/heartbeats" in docs.data
+
+
+def test_metrics_count_ingest_without_cluster_data(client, post):
+    post(heartbeat(server="secret-server-name"))
+    body = client.get("/metrics").get_data(as_text=True)
+    assert "clustermon_heartbeats_accepted_total" in body or "clustermon_append_seconds" in body
+    assert "clustermon_http_requests_total" in body
+    assert "secret-server-name" not in body
+
+
+def test_unknown_paths_and_methods_are_problems(client, tokens):
+    missing = client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.mimetype == "application/problem+json"
+    wrong = client.delete("/api/v1/events", headers=tokens["admin"])
+    assert wrong.status_code == 405
+    assert wrong.mimetype == "application/problem+json"
