@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from projections.state import ClusterState, ComponentState, Configuration, ServerState
 
@@ -87,7 +87,7 @@ def stale_reason(component: ComponentState, config: Configuration, beat: Heartbe
         return "no heartbeat received"
     if component.name == "web":
         return (
-            f"no web request since {beat.last_at:%A %H:%M} UTC"
+            f"no web request since {beat.last_at.astimezone(UTC):%A %H:%M} UTC"
             f" ({_duration(beat.age_seconds or 0)}; the web window is"
             f" {_duration(config.web_stale_timeout_seconds)}) — a web component only reports"
             " when it serves requests, so a quiet period or a sticky load-balancer session"
@@ -151,7 +151,9 @@ def references(state: ClusterState, current: set[tuple[str, str]]) -> References
         if c.encryption_key_fingerprint:
             keys[c.encryption_key_fingerprint] += 1
     versions = {
-        product: max(counts, key=lambda v: (counts[v], _version_key(v)))
+        # The string itself breaks ties between spellings of one version ("1.0", "1.00"), so
+        # the reference never depends on the order the components were read in.
+        product: max(counts, key=lambda v: (counts[v], _version_key(v), v))
         for product, counts in by_product.items()
     }
     ranked = keys.most_common(2)
