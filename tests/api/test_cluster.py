@@ -1,0 +1,147 @@
+from datetime import timedelta
+
+from tests.api.conftest import fingerprint, heartbeat
+
+
+def _view(client, tokens, query=""):
+    response = client.get(f"/api/v1/cluster{query}", headers=tokens["viewer"])
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def _component(view, server, name):
+    [row] = [s for s in view["servers"] if s["name"] == server]
+    [component] = [c for c in row["components"] if c["name"] == name]
+    return row, component
+
+
+def test_the_view_shows_what_was_just_posted(client, tokens, post):
+    post({"heartbeats": [heartbeat(component="web"), heartbeat(component="service")]})
+    view = _view(client, tokens)
+    assert view["server_count"] == 1
+    assert view["configuration"]["stale_timeout_seconds"] == 300
+    assert view["configuration"]["web_stale_timeout_seconds"] == 86400
+    server, service = _component(view, "web01", "service")
+    assert (server["os"], server["os_version"], server["ip"]) == ("Ubuntu", "24.04", "10.0.0.5")
+    assert server["health"] == "ok"
+    assert server["version_in_sync"] is True
+    assert server["encryption_key_in_sync"] is True
+    assert service["heartbeat"]["state"] == "current"
+    assert service["heartbeat"]["age_seconds"] == 0
+    assert service["product_version"] == "2025.10"
+    assert view["as_of"]["position"] == 2
+
+
+def test_a_silent_service_turns_stale_and_says_why(client, tokens, post, clock):
+    post({"heartbeats": [heartbeat(component="web"), heartbeat(component="service")]})
+    clock.advance(minutes=5, seconds=1)
+    server, service = _component(_view(client, tokens), "web01", "service")
+    assert service["heartbeat"]["state"] == "stale"
+    assert service["heartbeat"]["stale_since"].startswith("2026-11-27T10:05:00")
+    assert service["health"] == "error"
+    assert "no heartbeat for" in service["reasons"][0]
+    assert server["health"] == "error"
+    _, web = _component(_view(client, tokens), "web01", "web")
+    assert web["heartbeat"]["state"] == "current"  # the web window is 24 h
+
+
+def test_key_mismatch_and_version_drift_are_flagged(client, tokens, post):
+    post(
+        {
+            "heartbeats": [
+                heartbeat(server="a"),
+                heartbeat(server="b"),
+                heartbeat(
+                    server="c",
+                    encryption_key_fingerprint=fingerprint("other"),
+                    product_version="2025.4",
+                ),
+            ]
+        }
+    )
+    view = _view(client, tokens)
+    rows = {s["name"]: s for s in view["servers"]}
+    assert rows["a"]["encryption_key_in_sync"] is True
+    assert rows["c"]["encryption_key_in_sync"] is False
+    assert rows["c"]["version_in_sync"] is False
+    assert rows["c"]["health"] == "error"
+    assert any("encryption key" in r for r in rows["c"]["reasons"])
+
+
+def test_removed_component_is_absent_until_it_reports(client, tokens, post):
+    post({"heartbeats": [heartbeat(component="web"), heartbeat(component="service")]})
+    client.delete("/api/v1/servers/web01/components/web", headers=tokens["admin"])
+    _, only = _component(_view(client, tokens), "web01", "service")
+    assert [c["name"] for c in _view(client, tokens)["servers"][0]["components"]] == ["service"]
+    assert only["name"] == "service"
+    post(heartbeat(component="web"))
+    names = [c["name"] for c in _view(client, tokens)["servers"][0]["components"]]
+    assert names == ["service", "web"]
+
+
+def test_time_travel_by_time_and_by_position(client, tokens, post, clock):
+    post(heartbeat(server="early"))
+    before_removal = clock.now
+    clock.advance(minutes=1)
+    post(heartbeat(server="late"))
+    client.delete("/api/v1/servers/early/components/service", headers=tokens["admin"])
+
+    now = _view(client, tokens)
+    assert [s["name"] for s in now["servers"]] == ["late"]
+
+    at = before_removal.isoformat().replace("+00:00", "Z")
+    past = _view(client, tokens, f"?at={at}")
+    assert [s["name"] for s in past["servers"]] == ["early"]
+    assert past["as_of"]["position"] == 1
+
+    by_position = _view(client, tokens, "?position=2")
+    assert [s["name"] for s in by_position["servers"]] == ["early", "late"]
+
+    # staleness is evaluated at the time asked for, not now ("late" beat at 10:01)
+    clock.advance(hours=1)
+
+    def late_state(moment):
+        query = "?at=" + moment.isoformat().replace("+00:00", "Z")
+        _, service = _component(_view(client, tokens, query), "late", "service")
+        return service["heartbeat"]["state"]
+
+    assert late_state(before_removal + timedelta(minutes=6)) == "current"
+    assert late_state(before_removal + timedelta(minutes=6, seconds=1)) == "stale"
+
+
+def test_bad_time_travel_queries(client, tokens, post):
+    post(heartbeat())
+    for query in (
+        "?at=yesterday",
+        "?position=-3",
+        "?position=abc",
+        "?at=2026-11-27T10:00:00",
+        "?position=1&at=2026-11-27T10:00:00Z",
+        "?nope=1",
+    ):
+        response = client.get(f"/api/v1/cluster{query}", headers=tokens["viewer"])
+        assert response.status_code == 422, query
+        assert response.mimetype == "application/problem+json"
+    beyond = client.get("/api/v1/cluster?position=99", headers=tokens["viewer"])
+    assert beyond.status_code in (404, 422)
+    assert beyond.mimetype == "application/problem+json"
+    before_log = client.get("/api/v1/cluster?at=2000-01-01T00:00:00Z", headers=tokens["viewer"])
+    assert before_log.status_code in (200, 422)
+    assert before_log.mimetype in ("application/json", "application/problem+json")
+
+
+def test_history_lists_transitions_with_reasons(client, tokens, post, clock):
+    post(heartbeat())
+    clock.advance(minutes=10)
+    post(heartbeat())
+    response = client.get(
+        "/api/v1/servers/web01/components/service/history", headers=tokens["viewer"]
+    )
+    assert response.status_code == 200
+    transitions = response.get_json()["transitions"]
+    assert len(transitions) >= 2
+    assert all(t["reason"] for t in transitions)
+    missing = client.get(
+        "/api/v1/servers/ghost/components/service/history", headers=tokens["viewer"]
+    )
+    assert missing.status_code == 404
