@@ -8,14 +8,13 @@ from datetime import timedelta
 import pytest
 
 from eventstore import NewEvent
+from eventstore.decisions import ClusterCommands
 from eventstore.events import (
-    ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
     ConfigurationChanged,
     HeartbeatRecorded,
     MonitorResumed,
-    component_stream,
 )
 from projections import rules
 from projections.state import fold
@@ -27,19 +26,9 @@ US = timedelta(microseconds=1)
 
 
 def beat(store, server, component="service"):
-    """What the heartbeat ingest does: a heartbeat after a recorded timeout first records the
-    recovery; the append expects the stream version it read."""
-    stream = component_stream(server, component)
-    version = store.stream_version(stream)
-    now = store.clock()
-    events = []
-    if version:
-        last = store.read_stream(stream, from_version=version)[0].event
-        if isinstance(last, ComponentTimedOut):
-            outage = (now - last.expired_at).total_seconds()
-            events.append(ComponentRecovered(server, component, last.expired_at, now, outage))
-    events.append(HeartbeatRecorded(server, component, sent_at=now))
-    return store.append([NewEvent(e) for e in events], expected_version=version).recorded[-1]
+    """A heartbeat through the real ingest (it records recoveries and late timeouts)."""
+    event = HeartbeatRecorded(server, component, sent_at=store.clock())
+    return ClusterCommands(store).record_heartbeats([NewEvent(event)]).recorded[-1]
 
 
 def configure(store, **changes):

@@ -1,0 +1,130 @@
+"""Leader election and the scheduler service, in one process, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from eventstore import EventStore, NewEvent
+from eventstore.decisions import ClusterCommands
+from eventstore.events import HeartbeatRecorded
+from scheduler.gaps import record_liveness
+from scheduler.leader import SCHEDULER_LOCK_KEY
+from scheduler.service import SchedulerService, build_scheduler
+
+
+def beat(store, server, component="service"):
+    event = HeartbeatRecorded(server, component, sent_at=store.clock())
+    return ClusterCommands(store).record_heartbeats([NewEvent(event)]).recorded[-1]
+
+
+def timeouts(store):
+    return [r for r in store.read_all(limit=None) if r.type == "ComponentTimedOut"]
+
+
+@pytest.fixture
+def services(store, clock):
+    made = []
+
+    def make(name):
+        service = SchedulerService(store, clock, detector=name)
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.step_down()
+
+
+def test_one_scheduler_leads_and_a_standby_takes_over_when_it_steps_down(store, clock, services):
+    first, second = services("A"), services("B")
+    beat(store, "app01")
+
+    assert first.elect() is True
+    assert second.elect() is False
+    clock.advance(seconds=301)
+    second.sweep_job()  # a standby does not sweep
+    assert timeouts(store) == []
+    first.sweep_job()
+    assert [r.event.detector for r in timeouts(store)] == ["A"]
+
+    first.step_down()
+    assert second.elect() is True
+    assert first.elect() is False
+    beat(store, "app02")
+    clock.advance(seconds=301)
+    second.sweep_job()
+    assert [r.event.detector for r in timeouts(store)] == ["A", "B"]
+
+
+def test_a_leader_that_loses_its_lock_connection_steps_down(pg_database_url, clock):
+    from eventstore import create_engine
+
+    engine = create_engine(pg_database_url)
+    store = EventStore(engine, clock)
+    first = SchedulerService(store, clock, detector="A")
+    second = SchedulerService(store, clock, detector="B")
+    try:
+        beat(store, "app01")
+        assert first.elect() is True
+        with engine.begin() as conn:
+            killed = (
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND granted AND objid = :low"
+                    ),
+                    {"low": SCHEDULER_LOCK_KEY & 0xFFFFFFFF},
+                )
+                .scalars()
+                .all()
+            )
+        assert killed == [True]
+        # The server frees the lock as the backend exits (asynchronously): poll briefly.
+        deadline = time.monotonic() + 10
+        while not second.elect():
+            assert time.monotonic() < deadline, "the standby never got the lock"
+            time.sleep(0.05)
+        clock.advance(seconds=301)
+        first.sweep_job()  # notices the dead connection, steps down, writes nothing
+        assert first.leading is False
+        second.sweep_job()
+        assert [r.event.detector for r in timeouts(store)] == ["B"]
+    finally:
+        first.step_down()
+        second.step_down()
+        engine.dispose()
+
+
+def test_taking_over_after_a_long_outage_records_the_gap_once(store, clock, services):
+    start = clock.now
+    beat(store, "app01")
+    record_liveness(store.engine, "old", start, start)
+    clock.advance(hours=3)
+
+    leader = services("A")
+    assert leader.elect() is True
+    resumed = [r for r in store.read_all(limit=None) if r.type == "MonitorResumed"]
+    assert [(r.event.down_since, r.event.resumed_at) for r in resumed] == [(start, clock.now)]
+    leader.sweep_job()
+    assert timeouts(store) == []  # no flood: one full timeout from the restart
+
+    leader.step_down()
+    assert services("B").elect() is True  # a prompt takeover is not a gap
+    assert len([r for r in store.read_all(limit=None) if r.type == "MonitorResumed"]) == 1
+
+
+def test_the_apscheduler_jobs_have_explicit_ids_and_coalesce(store, clock, services):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = build_scheduler(services("A"), BackgroundScheduler(timezone="UTC"))
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert {"leader-election", "timeout-sweep"} <= set(jobs)
+    for job in jobs.values():
+        assert job.coalesce is True
+        assert job.max_instances == 1
+        assert job.misfire_grace_time >= 5
+    assert jobs["timeout-sweep"].trigger.interval == timedelta(seconds=1)
