@@ -59,7 +59,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     commands = ClusterCommands(store)
     app.extensions["clustermon"] = Services(store, clock, commands)
 
-    from api import cli, cluster, docs, events, health, heartbeats, ingest, metrics, tokens
+    from api import audit, cli, cluster, docs, events, health, heartbeats, ingest, metrics, tokens
 
     app.extensions["clustermon_tokens"] = tokens.TokenVerifier(engine)
     app.extensions["clustermon_ingest"] = ingest.GroupCommitter(
@@ -75,6 +75,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     for blueprint in (heartbeats.blp, cluster.blp, events.blp):
         api.register_blueprint(blueprint)
+    api.register_blueprint(audit.blp)
     api.spec.components.schema("Heartbeat", schema=heartbeats.HeartbeatSchema)
     api.spec.components.schema("HeartbeatBatch", schema=heartbeats.HeartbeatBatchSchema)
     api.spec.components.schema("ConfigurationPatch", schema=cluster.ConfigurationPatchSchema)

@@ -186,7 +186,7 @@ def token_revoke(name: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    from api import cli_projections, cli_scheduler
+    from api import cli_audit, cli_projections, cli_scheduler
 
     for command in [
         db_group,
@@ -195,6 +195,7 @@ def init_app(app: Flask) -> None:
         run,
         *cli_projections.commands,
         *cli_scheduler.commands,
+        *cli_audit.commands,
     ]:
         app.cli.add_command(command)
 

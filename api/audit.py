@@ -1,0 +1,303 @@
+"""Audit and reports: outage and failover episodes, why-stale explanations, what-if replays and
+stored availability reports. Everything here is computed from the log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import marshmallow as ma
+from flask import Response, current_app, g, request
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from api.app import services
+from api.auth import require
+from api.heartbeats import json_body
+from api.problems import Problem
+from api.schemas import SERVER_NAME
+from eventstore.events import COMPONENTS
+from projections import episodes, explain, report_store, reports, whatif
+
+blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit and reports")
+
+DEFAULT_SPAN = timedelta(days=1)
+MAX_SPAN = timedelta(days=400)
+MAX_TIMEOUT = 30 * 86400
+MAX_ID = 2**31 - 1
+# Times far outside any log would only overflow date arithmetic; refuse them up front.
+TIME_RANGE = validate.Range(
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(9000, 1, 1, tzinfo=UTC),
+    error="must be between 1970 and 9000",
+)
+
+
+def _time(**kwargs) -> fields.AwareDateTime:
+    return fields.AwareDateTime(validate=TIME_RANGE, **kwargs)
+
+
+class PeriodSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    since = _time(
+        metadata={"description": "start (inclusive), ISO-8601 with a zone; default until - 1 day"}
+    )
+    until = _time(metadata={"description": "end (exclusive), ISO-8601 with a zone; default now"})
+
+    @ma.validates_schema
+    def ordered(self, data, **kwargs):
+        since, until = data.get("since"), data.get("until")
+        if since is not None and until is not None:
+            if since >= until:
+                raise ma.ValidationError("until must be after since", "until")
+            if until - since > MAX_SPAN:
+                raise ma.ValidationError(
+                    f"the period may span at most {MAX_SPAN.days} days", "since"
+                )
+
+
+class WhatIfQuerySchema(PeriodSchema):
+    stale_timeout_seconds = fields.Integer(
+        validate=validate.Range(1, MAX_TIMEOUT),
+        metadata={"description": "the Service stale timeout to replay the history with"},
+    )
+    web_stale_timeout_seconds = fields.Integer(
+        validate=validate.Range(1, MAX_TIMEOUT),
+        metadata={"description": "the Web window to replay the history with"},
+    )
+
+    @ma.validates_schema
+    def some_setting(self, data, **kwargs):
+        if "stale_timeout_seconds" not in data and "web_stale_timeout_seconds" not in data:
+            raise ma.ValidationError(
+                "give stale_timeout_seconds and/or web_stale_timeout_seconds",
+                "stale_timeout_seconds",
+            )
+
+
+class ExplainQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    at = _time(metadata={"description": "ISO-8601 time; default now"})
+
+
+class ReportQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    format = fields.String(
+        validate=validate.OneOf(("json", "csv", "html")),
+        metadata={"description": "overrides the Accept header"},
+    )
+
+
+class ReportListQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    kind = fields.String(validate=validate.OneOf(report_store.KINDS))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    before = fields.Integer(validate=validate.Range(1, MAX_ID), metadata={"description": "id"})
+
+
+class ReportCreateSchema(PeriodSchema):
+    since = _time(required=True)
+    until = _time(required=True)
+
+
+def _period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    now = services(current_app).clock()
+    until = until or now
+    since = since or until - DEFAULT_SPAN
+    if since >= until:
+        raise Problem(
+            422,
+            "the request is not valid: see errors",
+            errors={"since": ["since must be before until (default: now)"]},
+            kind="validation",
+        )
+    return since, until
+
+
+def _horizon(until: datetime) -> datetime:
+    """Staleness is never judged beyond now: the future has no heartbeats yet."""
+    return min(until, services(current_app).clock())
+
+
+# --- episodes ---------------------------------------------------------------------------------
+
+
+@blp.route("/audit/outages", methods=["GET"])
+@blp.arguments(PeriodSchema, location="query", as_kwargs=True)
+@blp.doc(
+    summary="Outage episodes per component, and cluster outages",
+    description="Episodes overlapping [since, until): start = logical expiry (or removal), end "
+    "= recovery, cause, configuration in force, detector, and the positions of the events "
+    "they were built from.",
+)
+@require("viewer")
+def outages(since=None, until=None):
+    since, until = _period(since, until)
+    result = episodes.build(services(current_app).store, _horizon(until))
+    listing = whatif.listing(result, since, until)
+    return {
+        "period": {"since": since, "until": until},
+        "position": result.position,
+        "summary": whatif.totals(result, since, until),
+        "outages": listing["episodes"],
+        "cluster_outages": listing["cluster_outages"],
+    }
+
+
+@blp.route("/audit/failovers", methods=["GET"])
+@blp.arguments(PeriodSchema, location="query", as_kwargs=True)
+@blp.doc(
+    summary="Failovers and cluster outages",
+    description="A failover: a Service component timed out while another Service component "
+    "stayed current (the work moved). A cluster outage: no current Service component at all.",
+)
+@require("viewer")
+def failovers(since=None, until=None):
+    since, until = _period(since, until)
+    result = episodes.build(services(current_app).store, _horizon(until))
+    horizon = result.horizon
+    return {
+        "period": {"since": since, "until": until},
+        "position": result.position,
+        "failovers": [f.to_dict(horizon) for f in result.failovers_in(since, until)],
+        "cluster_outages": [o.to_dict(horizon) for o in result.cluster_outages_in(since, until)],
+    }
+
+
+@blp.route("/audit/what-if", methods=["GET"])
+@blp.arguments(WhatIfQuerySchema, location="query", as_kwargs=True)
+@blp.doc(
+    summary="Replay the real heartbeats under another timeout",
+    description="The episodes, failovers and cluster outages that would have happened, beside "
+    "the ones that did.",
+)
+@require("viewer")
+def what_if(since=None, until=None, **settings):
+    since, until = _period(since, until)
+    return whatif.what_if(services(current_app).store, since, _horizon(until), settings)
+
+
+# --- explanation ------------------------------------------------------------------------------
+
+
+@blp.route("/servers/<server>/components/<component>/explain", methods=["GET"])
+@blp.arguments(ExplainQuerySchema, location="query", as_kwargs=True)
+@blp.doc(
+    summary="Why the component is (or was) in its state at a time",
+    description="The state at `at` and the chain behind it: last heartbeat (time, position), "
+    "the timeout in force and the configuration change that set it, the detector of the "
+    "timeout, monitor gaps, removals and recoveries.",
+)
+@require("viewer")
+def explain_component(server: str, component: str, at=None):
+    try:
+        SERVER_NAME(server)
+    except ma.ValidationError:
+        raise Problem(404, f"no server named {server!r}", kind="not-found") from None
+    if component not in COMPONENTS:
+        raise Problem(
+            404, f"unknown component {component!r}: expected web or service", kind="not-found"
+        )
+    svc = services(current_app)
+    try:
+        return explain.explain(svc.store, server, component, at or svc.clock())
+    except explain.NeverSeen as exc:
+        raise Problem(404, str(exc), kind="not-found") from None
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+@blp.route("/reports", methods=["GET"])
+@blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True)
+@blp.doc(summary="Stored reports, newest first")
+@require("viewer")
+def list_reports(limit, kind=None, before=None):
+    rows = report_store.listing(services(current_app).engine, kind=kind, limit=limit, before=before)
+    return {"reports": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
+
+
+@blp.route("/reports", methods=["POST"])
+@blp.doc(
+    summary="Compute and store a report for a period now",
+    requestBody={
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["since", "until"],
+                    "properties": {
+                        "since": {"type": "string", "format": "date-time"},
+                        "until": {"type": "string", "format": "date-time"},
+                    },
+                }
+            }
+        },
+    },
+)
+@require("admin")
+def create_report():
+    try:
+        body = ReportCreateSchema().load(json_body())
+    except ma.ValidationError as err:
+        raise Problem(
+            422, "the request is not valid: see errors", errors=err.messages, kind="validation"
+        ) from None
+    svc = services(current_app)
+    if body["until"] > svc.clock():
+        raise Problem(
+            422,
+            "the request is not valid: see errors",
+            errors={"until": ["a report covers a period that has ended: until is in the future"]},
+            kind="validation",
+        )
+    report = report_store.compute_and_store(
+        svc.store, body["since"], body["until"], requested_by=g.principal.name
+    )
+    response = _render(report)
+    response.status_code = 201
+    response.headers["Location"] = f"/api/v1/reports/{report['id']}"
+    return response
+
+
+@blp.route("/reports/<int:report_id>", methods=["GET"])
+@blp.arguments(ReportQuerySchema, location="query", as_kwargs=True)
+@blp.doc(
+    summary="One report as JSON (default), CSV or HTML",
+    description="`?format=` or the Accept header (application/json, text/csv, text/html). The "
+    "HTML page has an inline SVG timeline and no external assets.",
+)
+@require("viewer")
+def get_report(report_id: int, format=None):
+    report = (
+        report_store.get(services(current_app).engine, report_id) if report_id <= MAX_ID else None
+    )
+    if report is None:
+        raise Problem(404, f"no report with id {report_id}", kind="not-found")
+    return _render(report, format)
+
+
+_MEDIA = {"json": "application/json", "csv": "text/csv", "html": "text/html"}
+
+
+def _render(report: dict, format: str | None = None) -> Response:
+    if format is None:
+        best = request.accept_mimetypes.best_match(list(_MEDIA.values()), "application/json")
+        format = next(k for k, v in _MEDIA.items() if v == best)
+    if format == "csv":
+        return Response(
+            reports.to_csv(report),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="report-{report["id"]}.csv"'},
+        )
+    if format == "html":
+        return Response(reports.to_html(report), mimetype="text/html")
+    return current_app.json.response(report)

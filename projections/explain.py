@@ -1,0 +1,234 @@
+"""Why is (or was) a component stale? Its state at a time T and the chain of facts behind it.
+
+Only the events that decide the answer are read: the cluster and monitor streams (configuration,
+monitor gaps), the component's removals / timeouts / recoveries, and its last heartbeat at or
+before T. Folding those with the shared fold gives exactly the component state the full fold
+gives, because a heartbeat resets everything the earlier events of its stream set.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from eventstore.events import (
+    CLUSTER_STREAM,
+    MONITOR_STREAM,
+    ComponentRecovered,
+    ComponentRemoved,
+    ComponentTimedOut,
+    ConfigurationChanged,
+    MonitorResumed,
+    component_stream,
+)
+from eventstore.store import _COLUMNS, EventStore, RecordedEvent, _recorded
+from eventstore.tables import events as events_table
+from projections import rules
+from projections.episodes import TIMEOUT_SETTING
+from projections.rules import _duration
+from projections.state import Configuration, fold
+
+LIST_LIMIT = 20  # most recent removals / recoveries / timeouts listed
+_EPSILON = timedelta(microseconds=1)  # the store's `until` is exclusive; T itself is included
+
+
+class NeverSeen(LookupError):
+    pass
+
+
+def _last_heartbeat(store: EventStore, stream: str, at: datetime) -> RecordedEvent | None:
+    c = events_table.c
+    query = (
+        sa.select(*_COLUMNS)
+        .where(c.stream == stream, c.type == "HeartbeatRecorded", c.recorded_at <= at)
+        .order_by(c.version.desc())
+        .limit(1)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).first()
+    return _recorded(row) if row is not None else None
+
+
+def _ref(r: RecordedEvent) -> dict[str, Any]:
+    return {"position": r.position, "recorded_at": r.recorded_at, "actor": r.metadata.get("actor")}
+
+
+def explain(store: EventStore, server: str, component: str, at: datetime) -> dict[str, Any]:
+    """The state of `server`/`component` at `at` and why. Raises NeverSeen when the log has
+    nothing about the component at or before `at`."""
+    stream = component_stream(server, component)
+    until = at + _EPSILON
+    cluster_events = store.read_all(
+        streams=[CLUSTER_STREAM, MONITOR_STREAM], until=until, limit=None
+    )
+    own = store.read_all(
+        streams=[stream],
+        types=["ComponentRemoved", "ComponentTimedOut", "ComponentRecovered"],
+        until=until,
+        limit=None,
+    )
+    last_beat = _last_heartbeat(store, stream, at)
+    if last_beat is None and not own:
+        raise NeverSeen(f"the log has no event of the {component} component of {server} by {at}")
+    chain = sorted([*cluster_events, *own, *([last_beat] if last_beat else [])], key=_position)
+    state = fold(chain)
+    config = state.configuration
+    setting = TIMEOUT_SETTING[component]
+    timeout = rules.timeout_seconds(component, config)
+
+    removals = [r for r in own if isinstance(r.event, ComponentRemoved)]
+    timeouts = [r for r in own if isinstance(r.event, ComponentTimedOut)]
+    recoveries = [r for r in own if isinstance(r.event, ComponentRecovered)]
+    current = state.component(server, component)
+
+    answer: dict[str, Any] = {
+        "server": server,
+        "component": component,
+        "at": at,
+        "as_of_position": max((r.position for r in chain), default=0),
+        "last_heartbeat": _heartbeat(last_beat),
+        "timeout": _timeout(setting, timeout, config, cluster_events),
+        "monitor_gap": _monitor_gap(cluster_events, last_beat),
+        "timed_out_by": None,
+        "removals": [_removal(r) for r in removals[-LIST_LIMIT:]],
+        "recoveries": [_recovery(r) for r in recoveries[-LIST_LIMIT:]],
+        "timeouts": [_timed_out(r) for r in timeouts[-LIST_LIMIT:]],
+        "counts": {
+            "removals": len(removals),
+            "recoveries": len(recoveries),
+            "timeouts": len(timeouts),
+        },
+    }
+    if current is None:
+        last_removal = removals[-1]
+        answer.update(
+            state="removed",
+            health=None,
+            reasons=[],
+            deadline=None,
+            stale_since=None,
+            explanation=(
+                f"removed from the cluster by hand at {last_removal.recorded_at.isoformat()}"
+                f" (position {last_removal.position}); it is absent until it sends a heartbeat"
+            ),
+        )
+        return answer
+
+    beat = rules.heartbeat(current, config, at, state.monitor_resumed_at)
+    health, reasons = rules.component_health(current, config, beat)
+    answer.update(
+        state=beat.state,
+        health=health,
+        reasons=reasons,
+        deadline=beat.deadline,
+        stale_since=beat.stale_since,
+    )
+    recorded_timeout = None
+    if current.timed_out_at is not None and timeouts:
+        recorded_timeout = timeouts[-1]
+        answer["timed_out_by"] = _timed_out(recorded_timeout)
+    answer["explanation"] = _sentence(
+        component, beat, timeout, last_beat, recorded_timeout, answer["monitor_gap"]
+    )
+    return answer
+
+
+def _position(r: RecordedEvent) -> int:
+    return r.position
+
+
+def _heartbeat(r: RecordedEvent | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    e = r.event
+    return {
+        "at": r.recorded_at,
+        "position": r.position,
+        "sent_at": e.sent_at,
+        "status": e.status,
+        "verification": e.verification,
+        "product_version": e.product_version,
+    }
+
+
+def _timeout(
+    setting: str, seconds: int, config: Configuration, cluster_events: list[RecordedEvent]
+) -> dict[str, Any]:
+    set_by = None
+    for r in reversed(cluster_events):
+        if isinstance(r.event, ConfigurationChanged) and setting in r.event.changes:
+            set_by = {**_ref(r), "changes": r.event.changes}
+            break
+    return {
+        "setting": setting,
+        "seconds": seconds,
+        "configuration_version": config.version,
+        "set_by": set_by,  # None: the product default
+    }
+
+
+def _monitor_gap(
+    cluster_events: list[RecordedEvent], last_beat: RecordedEvent | None
+) -> dict[str, Any] | None:
+    resumed = [r for r in cluster_events if isinstance(r.event, MonitorResumed)]
+    if not resumed:
+        return None
+    r = resumed[-1]
+    if last_beat is not None and r.event.resumed_at <= last_beat.recorded_at:
+        return None  # the gap is older than the last heartbeat: it does not move the deadline
+    return {
+        **_ref(r),
+        "down_since": r.event.down_since,
+        "resumed_at": r.event.resumed_at,
+        "detector": r.event.detector,
+    }
+
+
+def _removal(r: RecordedEvent) -> dict[str, Any]:
+    return {**_ref(r), "reason": r.event.reason}
+
+
+def _recovery(r: RecordedEvent) -> dict[str, Any]:
+    e = r.event
+    return {
+        **_ref(r),
+        "stale_since": e.stale_since,
+        "recovered_at": e.recovered_at,
+        "outage_seconds": e.outage_seconds,
+    }
+
+
+def _timed_out(r: RecordedEvent) -> dict[str, Any]:
+    e = r.event
+    return {
+        **_ref(r),
+        "expired_at": e.expired_at,
+        "detected_at": e.detected_at,
+        "detector": e.detector,
+        "timeout_seconds": e.timeout_seconds,
+        "configuration_version": e.configuration_version,
+        "last_heartbeat_position": e.last_heartbeat_position,
+    }
+
+
+def _sentence(component, beat, timeout, last_beat, recorded, gap) -> str:
+    if last_beat is None:
+        return "no heartbeat received yet"
+    last = f"last heartbeat at {last_beat.recorded_at.isoformat()} (position {last_beat.position})"
+    base = "the monitor resumption" if gap else "that heartbeat"
+    rule = f"timeout {_duration(timeout)} counted from {base}"
+    if beat.state == "current":
+        return f"current: {last}; {rule}, so it stays current until {beat.deadline.isoformat()}"
+    if recorded is not None:
+        e = recorded.event
+        return (
+            f"stale since {e.expired_at.isoformat()}: {last}; timed out after"
+            f" {_duration(e.timeout_seconds)} (configuration version {e.configuration_version}),"
+            f" recorded by {e.detector} at position {recorded.position}"
+        )
+    return (
+        f"stale since {beat.stale_since.isoformat()}: {last}; {rule}; no timeout recorded yet"
+        " (the sweep records it within seconds)"
+    )
