@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
-from eventstore.db import write_connection
 from eventstore.events import (
     CLUSTER_STREAM,
     MONITOR_STREAM,
@@ -30,7 +30,6 @@ from eventstore.events import (
     component_stream,
 )
 from eventstore.store import (
-    APPEND_LOCK_KEY,
     AppendResult,
     ConcurrencyError,
     EventStore,
@@ -43,6 +42,7 @@ from projections import rules
 from projections.state import ComponentState, Configuration, fold
 
 INGEST_DETECTOR = "ingest"
+MAX_ATTEMPTS = 20
 
 
 class NotInCluster(LookupError):
@@ -68,8 +68,6 @@ def last_events(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Record
         )
         params: dict[str, Any] = {"streams": list(streams)}
     else:
-        import orjson
-
         sql = (
             f"SELECT {columns} FROM json_each(:streams) AS s JOIN events AS e"
             " ON e.stream = s.value"
@@ -142,29 +140,38 @@ class ClusterCommands:
         One that arrives after its deadline while no timeout was recorded yet (the sweep had not
         run) records that timeout, stamped with its logical expiry, and the recovery: the log
         then shows the outage whoever noticed it first.
+
+        The decision is optimistic: read the tails (one round trip), decide, append with the
+        versions seen (one round trip, the store's ordering lock held only for that). If a
+        timeout or another heartbeat of the same component got in between, decide again.
         """
-        store = self.store
-        with write_connection(store.engine) as conn, conn.begin():
-            if store.dialect == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
-            streams = {b.event.stream for b in beats}
-            tails = last_events(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
-            policy = self.policy(conn, tails)
-            now = store.clock()
-            stored = _stored_ids(conn, [b.event_id for b in beats])
-            events: list[NewEvent] = []
-            last_beat: dict[str, datetime] = {}
-            for beat in beats:
-                if beat.event_id in stored:
-                    events.append(beat)  # reported as a duplicate by the store
-                    continue
-                stored.add(beat.event_id)
-                stream = beat.event.stream
-                if stream not in last_beat:
-                    events.extend(self._outage_events(beat, tails.get(stream), policy, now))
-                last_beat[stream] = now
-                events.append(beat)
-            return store.append(events, connection=conn)
+        streams = list(dict.fromkeys(b.event.stream for b in beats))
+        for _attempt in range(MAX_ATTEMPTS):
+            with self.store.engine.connect() as conn:
+                tails = last_events(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
+                stored = stored_ids(conn, [b.event_id for b in beats])
+                policy = self.policy(conn, tails)
+            events = self._with_outages(beats, tails, stored, policy, self.store.clock())
+            expected = {s: tails[s].version if s in tails else 0 for s in streams}
+            try:
+                return self.store.append(events, expected_version=expected)
+            except ConcurrencyError:
+                continue
+        raise ConcurrencyError(streams[0], -1, -1)
+
+    def _with_outages(self, beats, tails, stored, policy, now) -> list[NewEvent]:
+        events: list[NewEvent] = []
+        decided: set[str] = set()
+        for beat in beats:
+            stream = beat.event.stream
+            if beat.event_id not in stored and stream not in decided:
+                # Only the first new heartbeat of a component can end an outage; a duplicate
+                # delivery changes nothing (the store reports it).
+                events.extend(self._outage_events(beat, tails.get(stream), policy, now))
+                decided.add(stream)
+            stored.add(beat.event_id)
+            events.append(beat)
+        return events
 
     @staticmethod
     def _outage_events(beat: NewEvent, tail: RecordedEvent | None, policy: Policy, now):
@@ -274,12 +281,17 @@ class ClusterCommands:
         raise ConcurrencyError(stream, -1, -1)
 
 
-def _stored_ids(conn, ids) -> set:
-    return set(
-        conn.execute(
-            sa.select(events_table.c.event_id).where(events_table.c.event_id.in_(ids))
-        ).scalars()
-    )
+def stored_ids(conn: sa.Connection, ids: Sequence) -> set:
+    """Which of these event ids are already in the log. One statement whatever the count (an
+    array / JSON parameter), so PostgreSQL can reuse its prepared plan."""
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT event_id FROM events WHERE event_id = ANY(CAST(:ids AS uuid[]))"
+        params: dict[str, Any] = {"ids": list(ids)}
+    else:
+        sql = "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(:ids))"
+        params = {"ids": orjson.dumps([i.hex for i in ids]).decode()}
+    query = sa.text(sql).columns(events_table.c.event_id._copy())
+    return set(conn.execute(query, params).scalars())
 
 
 def validate_configuration(merged: Mapping[str, Any], changed: set[str]) -> dict[str, list[str]]:
