@@ -54,8 +54,8 @@ def test_no_generated_request_gets_a_server_error(fuzz_app, mode):
             derandomize=True,  # CI must be reproducible; run with a seed by hand to explore
             suppress_health_check=list(HealthCheck),
         )
-        def check(case):
-            response = case.call(headers={"Authorization": f"Bearer {tokens[role]}"})
+        def check(case, token=tokens[role]):
+            response = case.call(headers={"Authorization": f"Bearer {token}"})
             label = f"{case.method} {case.formatted_path} -> {response.status_code}"
             assert response.status_code < 500, label + ": " + response.text[:500]
             if response.status_code >= 400:
