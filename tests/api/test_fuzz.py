@@ -44,24 +44,28 @@ def test_no_generated_request_gets_a_server_error(fuzz_app, mode):
     operations = _operations(fuzz_app)
     assert len(operations) >= 7
     for operation in operations:
-        role = "agent" if operation.path.endswith("/heartbeats") else "admin"
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(
-            max_examples=20,
-            deadline=None,
-            database=None,
-            derandomize=True,  # CI must be reproducible; run with a seed by hand to explore
-            suppress_health_check=list(HealthCheck),
+        _fuzz(
+            operation, mode, tokens["agent" if operation.path.endswith("/heartbeats") else "admin"]
         )
-        def check(case, token=tokens[role]):
-            response = case.call(headers={"Authorization": f"Bearer {token}"})
-            label = f"{case.method} {case.formatted_path} -> {response.status_code}"
-            assert response.status_code < 500, label + ": " + response.text[:500]
-            if response.status_code >= 400:
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                content_type = headers["content-type"]
-                content_type = content_type[0] if isinstance(content_type, list) else content_type
-                assert content_type.startswith("application/problem+json"), label
 
-        check()
+
+def _fuzz(operation, mode, token):
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=20,
+        deadline=None,
+        database=None,
+        derandomize=True,  # CI must be reproducible; run with a seed by hand to explore
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case):
+        response = case.call(headers={"Authorization": f"Bearer {token}"})
+        label = f"{case.method} {case.formatted_path} -> {response.status_code}"
+        assert response.status_code < 500, label + ": " + response.text[:500]
+        if response.status_code >= 400:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            content_type = headers["content-type"]
+            content_type = content_type[0] if isinstance(content_type, list) else content_type
+            assert content_type.startswith("application/problem+json"), label
+
+    check()
