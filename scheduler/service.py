@@ -11,7 +11,7 @@ Jobs (explicit ids; all `coalesce=True`, `max_instances=1`):
 - `projection-catch-up` every second, if projections.runner.ProjectionRunner exists.
 - `snapshot` every minute, if projections.snapshots.take_snapshot exists (it decides itself
   whether a snapshot is due; the cadence is the projections side's business).
-- `reports`: issue 6 registers its job in `build_scheduler` at the marked place.
+- `reports` every minute, if scheduler.reports_job.run_due_reports exists (issue 6).
 Only the leader runs sweep, catch-up and snapshot jobs.
 """
 
@@ -144,6 +144,10 @@ class SchedulerService:
         if self.elect():
             optional_hook("projections.snapshots", "take_snapshot")(self.store)
 
+    def reports_job(self) -> None:
+        if self.elect():
+            optional_hook("scheduler.reports_job", "run_due_reports")(self.store, self.clock())
+
     def _runner(self):
         if self._projection_runner is None:
             self._projection_runner = optional_hook("projections.runner", "ProjectionRunner")(
@@ -199,8 +203,16 @@ def build_scheduler(service: SchedulerService, scheduler=None):
             misfire_grace_time=300,
             **common,
         )
-    # Issue 6 (reports): register the report job here, id="reports", with the same `common`
-    # options, a cron or interval trigger, and a body `if service.elect(): run_report(...)`.
+    # Issue 6: the reports job (run_due_reports is idempotent and cheap when nothing is due).
+    if optional_hook("scheduler.reports_job", "run_due_reports") is not None:
+        scheduler.add_job(
+            service.reports_job,
+            "interval",
+            minutes=1,
+            id="reports",
+            misfire_grace_time=300,
+            **common,
+        )
     return scheduler
 
 

@@ -123,8 +123,34 @@ def test_the_apscheduler_jobs_have_explicit_ids_and_coalesce(store, clock, servi
     scheduler = build_scheduler(services("A"), BackgroundScheduler(timezone="UTC"))
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert {"leader-election", "timeout-sweep"} <= set(jobs)
+    # The hooks to the projections and reports sides, now that those modules exist.
+    assert {"projection-catch-up", "snapshot", "reports"} <= set(jobs)
     for job in jobs.values():
         assert job.coalesce is True
         assert job.max_instances == 1
         assert job.misfire_grace_time >= 5
     assert jobs["timeout-sweep"].trigger.interval == timedelta(seconds=1)
+
+
+def test_only_the_leader_runs_the_projection_and_snapshot_jobs(store, clock, services):
+    from projections import readmodel, snapshots
+
+    leader, standby = services("A"), services("B")
+    assert leader.elect() is True
+    head = beat(store, "app01").position
+
+    def checkpoint_and_snapshot():
+        with store.engine.connect() as conn:
+            checkpoint = readmodel.read_checkpoint(conn)
+            snapshot = snapshots.latest(conn, with_state=False)
+        return (
+            checkpoint.position if checkpoint else 0,
+            snapshot.position if snapshot else None,
+        )
+
+    standby.projection_job()
+    standby.snapshot_job()
+    assert checkpoint_and_snapshot() == (0, None)
+    leader.projection_job()
+    leader.snapshot_job()
+    assert checkpoint_and_snapshot() == (head, head)
