@@ -92,7 +92,9 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     url = f"http://{host}:{port}"
     tokens.revoke_tokens(svc.engine, svc.clock, "laptop-admin")
     admin = tokens.create_token(svc.engine, svc.clock, "laptop-admin", "admin")
-    children = [_spawn("scheduler")]
+    from scheduler.process import spawn_scheduler
+
+    children = [spawn_scheduler(app.config["DATABASE_URL"])]
     if simulated:
         agent = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
         children.append(
