@@ -195,6 +195,7 @@ def init_app(app: Flask) -> None:
         token_group,
         serve,
         run,
+        simulate,
         *cli_projections.commands,
         *cli_scheduler.commands,
         *cli_audit.commands,
