@@ -1,0 +1,42 @@
+"""What a new user does first: create a token, play a few servers, see a living cluster."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import orjson
+import pytest
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def test_simulated_servers_show_up_with_their_problems(server):
+    server.cli("db", "upgrade")
+    viewer = server.cli("token", "create", "--role", "viewer", "--name", "me")
+    assert viewer.startswith("cm_viewer_") and "\n" not in viewer
+    server.start()
+    server.cli(
+        "simulate",
+        "--servers",
+        "3",
+        "--rounds",
+        "1",
+        "--url",
+        server.url,
+        "--version-drift",
+        "node02",
+        "--key-mismatch",
+        "node03",
+    )
+    request = urllib.request.Request(
+        server.url + "/api/v1/cluster", headers={"Authorization": f"Bearer {viewer}"}
+    )
+    with urllib.request.urlopen(request) as response:
+        view = orjson.loads(response.read())
+    rows = {s["name"]: s for s in view["servers"]}
+    assert sorted(rows) == ["node01", "node02", "node03"]
+    assert [c["name"] for c in rows["node01"]["components"]] == ["service", "web"]
+    assert rows["node01"]["health"] == "ok"
+    assert rows["node02"]["version_in_sync"] is False
+    assert rows["node03"]["encryption_key_in_sync"] is False
+    assert rows["node03"]["health"] == "error"
