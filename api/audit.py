@@ -130,7 +130,7 @@ def _horizon(until: datetime) -> datetime:
 
 
 @blp.route("/audit/outages", methods=["GET"])
-@blp.arguments(PeriodSchema, location="query", as_kwargs=True)
+@blp.arguments(PeriodSchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Outage episodes per component, and cluster outages",
     description="Episodes overlapping [since, until): start = logical expiry (or removal), end "
@@ -152,7 +152,7 @@ def outages(since=None, until=None):
 
 
 @blp.route("/audit/failovers", methods=["GET"])
-@blp.arguments(PeriodSchema, location="query", as_kwargs=True)
+@blp.arguments(PeriodSchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Failovers and cluster outages",
     description="A failover: a Service component timed out while another Service component "
@@ -172,7 +172,7 @@ def failovers(since=None, until=None):
 
 
 @blp.route("/audit/what-if", methods=["GET"])
-@blp.arguments(WhatIfQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(WhatIfQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Replay the real heartbeats under another timeout",
     description="The episodes, failovers and cluster outages that would have happened, beside "
@@ -188,7 +188,7 @@ def what_if(since=None, until=None, **settings):
 
 
 @blp.route("/servers/<server>/components/<component>/explain", methods=["GET"])
-@blp.arguments(ExplainQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(ExplainQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Why the component is (or was) in its state at a time",
     description="The state at `at` and the chain behind it: last heartbeat (time, position), "
@@ -216,7 +216,7 @@ def explain_component(server: str, component: str, at=None):
 
 
 @blp.route("/reports", methods=["GET"])
-@blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(summary="Stored reports, newest first")
 @require("viewer")
 def list_reports(limit, kind=None, before=None):
@@ -269,7 +269,7 @@ def create_report():
 
 
 @blp.route("/reports/<int:report_id>", methods=["GET"])
-@blp.arguments(ReportQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(ReportQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="One report as JSON (default), CSV or HTML",
     description="`?format=` or the Accept header (application/json, text/csv, text/html). The "

@@ -22,6 +22,7 @@ from eventstore.decisions import ClusterCommands
 from eventstore.events import HeartbeatRecorded
 from eventstore.store import NewEvent
 from projections import episodes, report_store, reports, whatif
+from scheduler.deadlines import DeadlineIndex
 from scheduler.sweep import emit_timeouts
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -36,6 +37,7 @@ class Script:
     def __init__(self, store, clock):
         self.store, self.clock = store, clock
         self.commands = ClusterCommands(store)
+        self.index = DeadlineIndex()  # as the scheduler keeps one: each sweep reads only the tail
 
     def to(self, minutes: float) -> None:
         target = at(minutes)
@@ -59,7 +61,7 @@ class Script:
         return self.commands.record_heartbeats(beats)
 
     def sweep(self):
-        return emit_timeouts(self.store, self.clock(), detector="sweep-test")
+        return emit_timeouts(self.store, self.clock(), index=self.index, detector="sweep-test")
 
 
 def script_history(store, clock) -> Script:
