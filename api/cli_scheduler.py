@@ -1,6 +1,7 @@
 """CLI commands of the scheduler side, registered by api/cli.py."""
 
 import logging
+import os
 
 import click
 from flask import current_app
@@ -36,6 +37,11 @@ def scheduler(name: str | None, exit_with_parent: int | None) -> None:
     )
     click.echo(f"scheduler {service.detector}: standing by for the leader lock", err=True)
     run_forever(service, exit_with_parent=exit_with_parent)
+    click.echo(f"scheduler {service.detector}: stopped", err=True)
+    logging.shutdown()
+    # Do not wait for a job still running (a long projection catch-up, say): its work is
+    # transactional, and waiting would delay the exit by as long as it takes.
+    os._exit(0)
 
 
 commands.append(scheduler)

@@ -46,10 +46,19 @@ class DeadlineIndex:
     # --- following the log ------------------------------------------------------------------
 
     def follow(self, store: EventStore, page_size: int = 10_000) -> int:
-        """Fold every event committed since the last call; returns how many were folded."""
+        """Fold every event committed since the last call; returns how many were folded.
+
+        The head position comes first (max() on the primary key: one index probe whatever the
+        table's statistics say), so a sweep with nothing new costs one tiny query; the pages
+        are then read as a closed position range, which the planner serves from the primary
+        key even on a freshly loaded table (an open `position > n` can get a sequential scan
+        while statistics are missing or stale)."""
         folded = 0
-        while True:
-            page = store.read_all(after=self.state.position, limit=page_size)
+        head = store.head_position()
+        while self.state.position < head:
+            page = store.read_all(after=self.state.position, up_to=head, limit=page_size)
+            if not page:
+                break  # only holes left below the head (rolled-back appends)
             for recorded in page:
                 apply(self.state, recorded)
                 event = recorded.event
@@ -58,8 +67,6 @@ class DeadlineIndex:
                 elif isinstance(event, _GLOBAL_EVENTS):
                     self._rebuild = True
             folded += len(page)
-            if len(page) < page_size:
-                break
         self._reindex()
         return folded
 

@@ -121,10 +121,16 @@ class SchedulerService:
             record_liveness(self.store.engine, self.detector, self.leading_since or now, now)
             self._liveness_at = now
 
-    def step_down(self) -> None:
-        with self._mutex:
+    def step_down(self, timeout: float = -1) -> None:
+        """Give up the lead (and the lock). With a `timeout`, do not wait longer than that for
+        a running job: on the way out the lock must go even if a long job is mid-way."""
+        acquired = self._mutex.acquire(timeout=timeout)
+        try:
             self.leading_since = None
             self.lock.release()
+        finally:
+            if acquired:
+                self._mutex.release()
 
     # --- jobs (one line each) ---------------------------------------------------------------
 
@@ -218,7 +224,9 @@ def build_scheduler(service: SchedulerService, scheduler=None):
 
 def run_forever(service: SchedulerService, *, exit_with_parent: int | None = None) -> None:
     """Run the jobs in this process until SIGTERM/SIGINT (or until the parent process
-    `exit_with_parent` is gone); the leader lock is released on the way out."""
+    `exit_with_parent` is gone); the leader lock is released on the way out. Jobs still
+    running keep their threads: the caller should end the process (`os._exit`) rather than
+    wait for them (every job's work is transactional, so stopping mid-way loses nothing)."""
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = build_scheduler(service)
     if exit_with_parent is not None:
@@ -243,7 +251,7 @@ def run_forever(service: SchedulerService, *, exit_with_parent: int | None = Non
     finally:
         if scheduler.running:
             scheduler.shutdown(wait=False)
-        service.step_down()
+        service.step_down(timeout=2)
 
 
 def _exit_if_orphaned(parent_pid: int) -> None:
