@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -229,3 +230,47 @@ def test_heartbeats_racing_their_deadline_never_follow_a_timeout_they_beat(pg_st
     in_time = len([r for r in kinds if r.type == "HeartbeatRecorded"]) - len(late) - len(names)
     # The race really was run both ways.
     assert len(late) > 10 and in_time > 10 and len(by_scheduler) > len(names)
+
+
+def test_a_spawned_scheduler_exits_when_its_parent_is_killed(database_url, tmp_path):
+    """`spawn_scheduler` (what `clustermon run` uses) leaves no orphan behind, even after a
+    SIGKILL of the parent, so its leader lock never outlives the all-in-one process."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from scheduler.process import spawn_scheduler\n"
+            "child = spawn_scheduler(sys.argv[1], name='child', stdout=open(sys.argv[2], 'wb'),"
+            " stderr=open(sys.argv[2], 'wb'))\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(120)\n",
+            database_url,
+            str(tmp_path / "child.log"),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        child = int(parent.stdout.readline())
+        engine = create_engine(database_url)
+        try:
+            wait_for(lambda: leader(engine) == ["child"], 20, "the child to lead")
+        finally:
+            engine.dispose()
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        wait_for(lambda: not _running(child), 20, "the orphaned scheduler to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        parent.stdout.close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(
+                line.split()[1:2] == ["Z"] for line in status if line.startswith("State")
+            )
+    except FileNotFoundError:
+        return False
