@@ -60,7 +60,7 @@ class SchedulerService:
         self.sweep_interval_seconds = sweep_interval_seconds
         self.detector = detector or default_detector()
         self.lock = lock if lock is not None else leader_lock_for(store.engine)
-        self.index = DeadlineIndex()
+        self.index = DeadlineIndex.from_latest_snapshot(store)
         self.leading_since: datetime | None = None
         self._liveness_at: datetime | None = None
         self._mutex = threading.RLock()

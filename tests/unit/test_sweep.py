@@ -293,3 +293,23 @@ def test_a_long_lived_index_agrees_with_the_rules_over_a_random_history(store, c
     # The history exercised what it claims to: timeouts, recoveries and a removal.
     kinds = {r.type for r in log}
     assert {"ComponentTimedOut", "ComponentRecovered", "ComponentRemoved"} <= kinds
+
+
+def test_an_index_started_from_a_snapshot_emits_what_a_full_fold_emits(store, clock):
+    from projections.snapshots import take_snapshot
+
+    start = clock.now
+    for n in range(5):
+        beat(store, f"app{n:02}")
+    clock.advance(seconds=100)
+    configure(store, stale_timeout_seconds=200)
+    snapshot_at = take_snapshot(store, force=True)
+    beat(store, "app03")  # after the snapshot: only the tail knows it
+    beat(store, "app09")
+
+    index = DeadlineIndex.from_latest_snapshot(store)
+    assert index.state.position == snapshot_at  # it did not fold from zero
+    swept = emit_timeouts(store, start + timedelta(seconds=201), index=index)
+    assert sorted(r.event.server for r in swept) == ["app00", "app01", "app02", "app04"]
+    assert {r.event.expired_at for r in swept} == {start + timedelta(seconds=200)}
+    assert emit_timeouts(store, start + timedelta(seconds=300), index=index) == []  # app03, app09
