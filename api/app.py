@@ -59,7 +59,19 @@ def create_app(test_config: dict | None = None) -> Flask:
     commands = ClusterCommands(store)
     app.extensions["clustermon"] = Services(store, clock, commands)
 
-    from api import audit, cli, cluster, docs, events, health, heartbeats, ingest, metrics, tokens
+    from api import (
+        audit,
+        cli,
+        cluster,
+        dashboard,
+        docs,
+        events,
+        health,
+        heartbeats,
+        ingest,
+        metrics,
+        tokens,
+    )
 
     app.extensions["clustermon_tokens"] = tokens.TokenVerifier(engine)
     app.extensions["clustermon_ingest"] = ingest.GroupCommitter(
@@ -81,6 +93,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     api.spec.components.schema("ConfigurationPatch", schema=cluster.ConfigurationPatchSchema)
 
     health.init_app(app)
+    dashboard.init_app(app)
     metrics.init_app(app)
     docs.init_app(app)
     cli.init_app(app)

@@ -1,0 +1,279 @@
+"""The Cluster Management page in a real browser (Debian's Chromium via Playwright) against a
+real `clustermon serve` and `clustermon scheduler`: sign in, watch a service go stale live,
+remove a component, travel back to before the removal, refuse a bad configuration value, and
+keep updating by polling when the event stream is cut.
+
+Waits are bounded polls (Playwright's `expect`), never fixed sleeps. Set
+CLUSTERMON_SCREENSHOT=docs/screenshot.png to refresh the README's screenshot."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from api.tokens import create_token
+from eventstore import create_engine, utc_now
+from scheduler.process import spawn_scheduler
+from tests.e2e.browser import Agent, call, launch
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+WAIT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+class Cluster:
+    """A served clustermon with tokens, a scheduler and an agent beating for three servers;
+    node03 has a different encryption key."""
+
+    def __init__(self, server, database_url: str):
+        import subprocess
+
+        engine = create_engine(database_url)
+        try:
+            self.admin, self.viewer, agent = (
+                create_token(engine, utc_now, f"{role}-e2e", role)
+                for role in ("admin", "viewer", "agent")
+            )
+        finally:
+            engine.dispose()
+        server.start()
+        self.url = server.url
+        self.scheduler = spawn_scheduler(
+            database_url,
+            sweep_interval_seconds=0.2,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.agent = Agent(server.url, agent)
+        for index, name in enumerate(("node01", "node02", "node03"), start=1):
+            key = "other-key" if name == "node03" else "cluster-key"
+            for component in ("web", "service"):
+                self.agent.add(name, component, index, key=key)
+
+    def configure(self, **settings) -> dict:
+        status, body = call(self.url, "PUT", "/api/v1/cluster/configuration", self.admin, settings)
+        assert status == 200, body
+        return body
+
+    def close(self) -> None:
+        self.agent.stop()
+        self.scheduler.terminate()
+        self.scheduler.wait(timeout=10)
+
+
+@pytest.fixture
+def cluster(server, pg_database_url):
+    cluster = Cluster(server, pg_database_url)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], "JavaScript errors on the page"
+
+
+def sign_in(page, url: str, token: str) -> None:
+    page.goto(url + "/")
+    page.get_by_label("API token").fill(token)
+    page.locator("#sign-in-form").get_by_role("button", name="Sign in").click()
+    expect(page.locator("#app")).to_be_visible(timeout=WAIT_MS)
+
+
+def row(page, server: str):
+    return page.locator(f'#servers-body tr[data-server="{server}"]')
+
+
+def cell(page, server: str, component: str):
+    return row(page, server).locator(f'td[data-component="{component}"]')
+
+
+def test_a_viewer_sees_the_cluster_and_a_service_turning_stale_live(page, cluster, tmp_path):
+    cluster.configure(heartbeat_frequency_seconds=1, stale_timeout_seconds=3)
+    cluster.agent.start()
+
+    sign_in(page, cluster.url, cluster.viewer)
+
+    expect(page.locator("#who-role")).to_have_text("viewer")
+    expect(page.locator("#servers-body tr")).to_have_count(3, timeout=WAIT_MS)
+    expect(page.locator("#server-count")).to_have_text("3")
+    expect(page.locator("#live")).to_contain_text("connected", timeout=WAIT_MS)
+    expect(cell(page, "node02", "service")).to_have_attribute("data-state", "current")
+    # The key mismatch is shown with an icon that says so, not only a colour.
+    key = row(page, "node03").locator('td[data-sync="key"]')
+    expect(key).to_contain_text("Out of sync")
+    expect(key.get_by_role("img", name="Encryption key: Out of sync")).to_have_count(1)
+    # A viewer sees no admin control.
+    expect(page.get_by_role("button", name=re.compile("^Remove"))).to_have_count(0)
+    expect(page.locator("#cfg-stale_timeout_seconds")).to_be_disabled()
+
+    page.evaluate(
+        """() => { window.layoutShift = 0;
+        new PerformanceObserver((list) => { for (const e of list.getEntries()) {
+          if (!e.hadRecentInput) { window.layoutShift += e.value; } } })
+        .observe({type: "layout-shift"}); }"""
+    )
+    cluster.agent.silence("node02", "service")
+
+    service = cell(page, "node02", "service")
+    expect(service).to_have_attribute("data-state", "stale", timeout=WAIT_MS)
+    expect(service.locator(".beat-state")).to_have_text("stale")
+    expect(service.get_by_role("img", name="Service Error")).to_have_count(1)
+    service.locator("summary").click()
+    expect(service.locator(".reasons li").first).to_contain_text("no heartbeat for")
+    expect(row(page, "node02")).to_have_attribute("data-health", "error")
+    expect(cell(page, "node01", "service")).to_have_attribute("data-state", "current")
+    assert page.evaluate("window.layoutShift") == 0, "live updates moved the page"
+
+    # Its history, from the history endpoint, shows the timeout the scheduler recorded.
+    service.get_by_role("button", name="History of the Service component of node02").click()
+    history = page.locator("#history-dialog")
+    expect(history).to_be_visible()
+    expect(history.locator("tbody tr").first).to_contain_text("ComponentTimedOut", timeout=WAIT_MS)
+    history.get_by_role("button", name="Close").click()
+    expect(history).to_be_hidden()
+
+    # The audit pane shows the outage once the audit has seen it.
+    expect(page.locator("#audit")).to_contain_text("node02 Service", timeout=WAIT_MS)
+
+    # Signing out forgets the token; an admin then gets the controls a viewer does not.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    sign_in(page, cluster.url, cluster.admin)
+    expect(page.locator("#who-role")).to_have_text("admin")
+    expect(page.get_by_role("button", name=re.compile("^Remove"))).to_have_count(6)
+    expect(page.locator("#cfg-stale_timeout_seconds")).to_be_enabled()
+    expect(service).to_have_attribute("data-state", "stale", timeout=WAIT_MS)
+    expect(page.locator("#audit")).to_contain_text("node02 Service", timeout=WAIT_MS)
+    # The picture for the README: the reasons of the stale service and of the key mismatch open.
+    service.locator("summary").click()
+    row(page, "node03").locator(".server-cell summary").click()
+    expect(row(page, "node03").locator(".server-cell .reasons li").first).to_contain_text(
+        "encryption key differs"
+    )
+    _screenshot(page, Path(os.environ.get("CLUSTERMON_SCREENSHOT") or tmp_path / "page.png"))
+
+
+def _screenshot(page, path: Path) -> None:
+    page.mouse.move(0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+
+def test_an_admin_is_refused_a_bad_value_removes_a_component_and_travels_back(page, cluster):
+    cluster.agent.start()
+    sign_in(page, cluster.url, cluster.admin)
+    expect(page.locator("#servers-body tr")).to_have_count(3, timeout=WAIT_MS)
+
+    # A stale timeout shorter than two heartbeat periods is refused, next to the field.
+    stale = page.get_by_label("Stale timeout (Service)")
+    expect(stale).to_be_enabled()
+    stale.fill("30")
+    page.get_by_role("button", name="Save configuration").click()
+    error = page.locator("#error-stale_timeout_seconds")
+    expect(error).to_contain_text("at least two heartbeat periods (60 s)", timeout=WAIT_MS)
+    expect(stale).to_have_attribute("aria-invalid", "true")
+    assert _configuration(cluster)["stale_timeout_seconds"] == 300
+    # A good value is saved and the message goes away.
+    stale.fill("120")
+    page.get_by_role("button", name="Save configuration").click()
+    expect(page.locator("#config-status")).to_have_text("Saved.", timeout=WAIT_MS)
+    expect(error).to_be_hidden()
+    expect(stale).to_have_value("120")
+    # Bounded: a read right after a write can miss it while another process folds the log.
+    _eventually(lambda: _configuration(cluster)["stale_timeout_seconds"] == 120)
+
+    # Remove node03's Web component (its agent stops first, or its next heartbeat re-adds it).
+    cluster.agent.silence("node03", "web")
+    web = cell(page, "node03", "web")
+    web.get_by_role("button", name="Remove the Web component of node03").click()
+    dialog = page.locator("#confirm-remove")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("The Web component of server node03 will be removed")
+    dialog.get_by_role("button", name="Remove Web of node03").click()
+    expect(dialog).to_be_hidden(timeout=WAIT_MS)
+    expect(web).to_have_attribute("data-state", "absent", timeout=WAIT_MS)
+    expect(web).to_contain_text("Not in the cluster")
+
+    # Back to the second before the removal: the component is there again, in a past view.
+    removed_at = _removal_time(cluster)
+    before = removed_at.replace(microsecond=0)
+    assert before < removed_at
+    page.get_by_label("Show the cluster as it was at (UTC)").fill(
+        before.strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    page.locator("#tt-form").get_by_role("button", name="Show").click()
+    mode = page.locator("#mode")
+    expect(mode).to_have_attribute("data-mode", "past", timeout=WAIT_MS)
+    expect(mode).to_contain_text(f"Past view: the cluster as it was at {before:%Y-%m-%d %H:%M:%S}")
+    expect(web).to_have_attribute("data-state", "current")
+    expect(page.get_by_label("Stale timeout (Service)")).to_be_disabled()  # no edits in the past
+    expect(web.get_by_role("button", name="Remove the Web component of node03")).to_be_hidden()
+
+    page.get_by_role("button", name="Back to live").click()
+    expect(mode).to_have_attribute("data-mode", "live", timeout=WAIT_MS)
+    expect(web).to_have_attribute("data-state", "absent", timeout=WAIT_MS)
+    expect(page.get_by_label("Stale timeout (Service)")).to_be_enabled()
+
+
+def _configuration(cluster) -> dict:
+    status, view = call(cluster.url, "GET", "/api/v1/cluster", cluster.admin)
+    assert status == 200
+    return view["configuration"]
+
+
+def _eventually(predicate, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.1)
+
+
+def _removal_time(cluster) -> datetime:
+    status, page = call(
+        cluster.url, "GET", "/api/v1/events?type=ComponentRemoved&limit=10", cluster.viewer
+    )
+    assert status == 200
+    [removal] = page["events"]
+    return datetime.fromisoformat(removal["recorded_at"])
+
+
+def test_without_the_event_stream_the_page_polls_and_says_so(page, cluster):
+    cluster.agent.start()
+    page.route("**/api/v1/events/stream*", lambda route: route.abort())
+
+    sign_in(page, cluster.url, cluster.viewer)
+
+    live = page.locator("#live")
+    expect(live).to_have_attribute("data-state", "polling", timeout=WAIT_MS)
+    expect(live).to_contain_text(re.compile(r"disconnected — polling every 5 s \(next in \d s\)"))
+    expect(page.locator("#servers-body tr")).to_have_count(3, timeout=WAIT_MS)
+    cluster.agent.add("node04", "service", 4)
+    expect(row(page, "node04")).to_have_count(1, timeout=WAIT_MS)  # arrived by polling
+
+    # Phone width: one card per server, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(row(page, "node04")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
