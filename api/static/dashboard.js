@@ -37,6 +37,8 @@
     poll: { timer: null, nextAt: 0 },
     auditTimer: null,
     auditAvailable: true,
+    history: null,         // the component whose history dialog is open
+    historyTimer: null,
     dirty: {},
     removeTarget: null
   };
@@ -441,6 +443,16 @@
     extendRange(event && event.recorded_at ? new Date(event.recorded_at) : null, state.stream.after);
     if (state.live) { requestRefresh(); }
     if (/TimedOut|Recovered|Removed|MonitorResumed/.test(type)) { scheduleAudit(); }
+    var open = state.history;
+    if (open && event && event.stream === open.server + "/" + open.component &&
+        $("history-dialog").open) {
+      if (!state.historyTimer) {  // at most one reload a second, however fast it beats
+        state.historyTimer = setTimeout(function () {
+          state.historyTimer = null;
+          if ($("history-dialog").open) { loadHistory(open.server, open.component); }
+        }, 1000);
+      }
+    }
   }
 
   function setConnected(connected, reason) {
@@ -479,7 +491,7 @@
 
   function renderLive() {
     var live = $("live");
-    var text;
+    var text, next = "";
     if (!state.token) {
       live.dataset.state = "off";
       text = "Not connected";
@@ -488,12 +500,13 @@
       text = "Live updates: connected";
     } else {
       live.dataset.state = "polling";
-      var next = Math.max(0, Math.ceil((state.poll.nextAt - Date.now()) / 1000));
-      text = "Live updates: disconnected — polling every " + POLL_SECONDS + " s (next in " +
-        next + " s)";
+      var seconds = Math.max(0, Math.ceil((state.poll.nextAt - Date.now()) / 1000));
+      text = "Live updates: disconnected — polling every " + POLL_SECONDS + " s";
+      next = "(next in " + seconds + " s)";
       live.title = state.stream.reason ? "stream: " + state.stream.reason : "";
     }
     setText($("live-text"), text);
+    setText($("live-next"), next);
   }
 
   // --- time travel ----------------------------------------------------------------------------
@@ -561,7 +574,7 @@
       render(view);
       $("tt-time").value = localInputValue(at);
       if (state.range.first) {
-        var seconds = Math.round((at - state.range.first) / 1000);
+        var seconds = Math.floor((at - Math.floor(state.range.first / 1000) * 1000) / 1000);
         $("tt-slider").value = String(Math.max(0, seconds));
         $("tt-slider").setAttribute("aria-valuetext", utc(at) + " UTC");
       }
@@ -675,11 +688,18 @@
     $("history-note").textContent = "Loading…";
     $("history-body").replaceChildren();
     $("history-dialog").showModal();
+    state.history = { server: server, component: component };
+    loadHistory(server, component);
+  }
+
+  // While the dialog is open, the component's own events reload it: its history is live too.
+  function loadHistory(server, component) {
     var path = "/api/v1/servers/" + encodeURIComponent(server) + "/components/" +
       encodeURIComponent(component) + "/history";
     api(path).then(function (data) {
       var rows = data.transitions.slice().reverse();
-      $("history-note").textContent = rows.length + " transitions, newest first." +
+      $("history-note").textContent = rows.length +
+        (rows.length === 1 ? " transition" : " transitions") + ", newest first." +
         (state.live ? "" : " Rows after the past view's time are marked “later”.");
       $("history-body").replaceChildren.apply($("history-body"), rows.map(function (t) {
         var tr = document.createElement("tr");

@@ -237,6 +237,17 @@ def test_an_admin_is_refused_a_bad_value_removes_a_component_and_travels_back(pa
     expect(web).to_have_attribute("data-state", "absent", timeout=WAIT_MS)
     expect(page.get_by_label("Stale timeout (Service)")).to_be_enabled()
 
+    # The slider spans the log: its start is the agent's first heartbeats, Web of node03 included.
+    first = _first_event_time(cluster)
+    page.get_by_label("Anywhere in the log").press("Home")
+    expect(mode).to_have_attribute("data-mode", "past", timeout=WAIT_MS)
+    expect(page.get_by_label("Show the cluster as it was at (UTC)")).to_have_value(
+        first.strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    expect(web).to_have_attribute("data-state", "current")
+    page.get_by_role("button", name="Back to live").click()
+    expect(web).to_have_attribute("data-state", "absent", timeout=WAIT_MS)
+
 
 def _configuration(cluster) -> dict:
     status, view = call(cluster.url, "GET", "/api/v1/cluster", cluster.admin)
@@ -249,6 +260,12 @@ def _eventually(predicate, seconds: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "not within the deadline"
         time.sleep(0.1)
+
+
+def _first_event_time(cluster) -> datetime:
+    status, page = call(cluster.url, "GET", "/api/v1/events?limit=1", cluster.viewer)
+    assert status == 200
+    return datetime.fromisoformat(page["events"][0]["recorded_at"])
 
 
 def _removal_time(cluster) -> datetime:
@@ -264,11 +281,15 @@ def test_without_the_event_stream_the_page_polls_and_says_so(page, cluster):
     cluster.agent.start()
     page.route("**/api/v1/events/stream*", lambda route: route.abort())
 
+    page.goto(cluster.url + "/")
+    page.get_by_label("API token").fill("cm_viewer_not-a-real-token")
+    page.get_by_label("API token").press("Enter")
+    expect(page.locator("#token-error")).to_have_text("This token is not known or was revoked.")
     sign_in(page, cluster.url, cluster.viewer)
 
     live = page.locator("#live")
     expect(live).to_have_attribute("data-state", "polling", timeout=WAIT_MS)
-    expect(live).to_contain_text(re.compile(r"disconnected — polling every 5 s \(next in \d s\)"))
+    expect(live).to_contain_text(re.compile(r"disconnected — polling every 5 s\s+\(next in \d s\)"))
     expect(page.locator("#servers-body tr")).to_have_count(3, timeout=WAIT_MS)
     cluster.agent.add("node04", "service", 4)
     expect(row(page, "node04")).to_have_count(1, timeout=WAIT_MS)  # arrived by polling
