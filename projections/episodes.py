@@ -69,7 +69,7 @@ class Episode:
     last_heartbeat_at: datetime | None = None
     last_heartbeat_position: int | None = None
     positions: list[int] = field(default_factory=list)
-    removed: bool = False  # removed by hand while it lasted
+    removed_at: datetime | None = None  # removed by hand then (it lasts until a heartbeat)
     inferred: bool = False  # stale by the rules at the horizon, no timeout recorded yet
 
     def seconds(self, horizon: datetime) -> float:
@@ -94,7 +94,7 @@ class Episode:
             "duration_seconds": round(self.seconds(horizon), 3),
             "detector": self.detector,
             "inferred": self.inferred,
-            "removed": self.removed,
+            "removed_at": self.removed_at,
             "configuration": {
                 "version": self.configuration_version,
                 "timeout_seconds": self.timeout_seconds,
@@ -163,7 +163,8 @@ class SyncPeriod:
     kind: str  # "version" or "key"
     start: datetime
     end: datetime | None = None
-    positions: list[int] = field(default_factory=list)  # the events that opened / closed it
+    opened_position: int | None = None  # None: already out of sync where the pass began
+    closed_position: int | None = None
 
     def overlap(self, since: datetime, until: datetime) -> float:
         start, end = max(self.start, since), min(self.end or until, until)
@@ -342,7 +343,7 @@ class EpisodeBuilder:
             if expiry is not None and expiry < r.recorded_at:
                 track.open = self._new_timeout(key, track, expiry)
         if track.open is not None:
-            track.open.removed = True
+            track.open.removed_at = r.recorded_at
             track.open.positions.append(r.position)
         else:
             config = self.state.configuration
@@ -355,7 +356,7 @@ class EpisodeBuilder:
                 last_heartbeat_at=track.last_heartbeat_at,
                 last_heartbeat_position=track.last_heartbeat_position,
                 positions=[r.position],
-                removed=True,
+                removed_at=r.recorded_at,
             )
             self.episodes.append(track.open)
         track.present = False
@@ -411,10 +412,12 @@ class EpisodeBuilder:
     def _current(self) -> set[Key]:
         return {k for k, t in self.tracks.items() if t.present and t.open is None}
 
-    def _evaluate_sync(self, r: RecordedEvent) -> None:
+    def _evaluate_sync(self, r: RecordedEvent | None) -> None:
+        """`r` None: evaluate the seed state (periods already open have no opening event)."""
         state = self.state
         refs = rules.references(state, self._current())
-        now = r.recorded_at
+        now = r.recorded_at if r is not None else state.recorded_at
+        position = r.position if r is not None else None
         out_of_sync: set[tuple[str, str]] = set()
         for server in state.servers.values():
             if rules.version_in_sync(server, refs) is False:
@@ -425,9 +428,9 @@ class EpisodeBuilder:
             if sk not in out_of_sync:
                 period = self.sync_open.pop(sk)
                 period.end = now
-                period.positions.append(r.position)
+                period.closed_position = position
         for sk in sorted(out_of_sync - set(self.sync_open)):
-            period = SyncPeriod(sk[0], sk[1], now, positions=[r.position])
+            period = SyncPeriod(sk[0], sk[1], now, opened_position=position)
             self.sync_open[sk] = period
             self.sync_periods.append(period)
 
@@ -517,16 +520,25 @@ def build(
     store: EventStore,
     horizon: datetime,
     *,
+    since: datetime | None = None,
     up_to: int | None = None,
     overrides: Mapping[str, int] | None = None,
     track_sync: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Result:
-    """Episodes from every event recorded before `horizon` (and at or below `up_to`)."""
-    builder = EpisodeBuilder(overrides, track_sync=track_sync)
+    """Episodes from every event recorded before `horizon` (and at or below `up_to`).
+
+    With `since` (and no overrides) only the episodes overlapping [since, horizon) are sure to
+    be complete: the pass starts at the newest snapshot before `since` (episodes_seed.py)."""
+    if since is not None and overrides is None:
+        from projections.episodes_seed import seeded_builder
+
+        builder = seeded_builder(store, since, up_to=up_to, track_sync=track_sync)
+    else:
+        builder = EpisodeBuilder(overrides, track_sync=track_sync)
     feed = builder.feed
     count = 0
-    for recorded in store.iter_all(up_to=up_to, until=horizon):
+    for recorded in store.iter_all(after=builder.state.position, up_to=up_to, until=horizon):
         feed(recorded)
         count += 1
         if progress is not None and count == 10_000:

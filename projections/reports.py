@@ -37,7 +37,7 @@ def compute(
     up_to: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    result = build(store, until, up_to=up_to, track_sync=True, progress=progress)
+    result = build(store, until, since=since, up_to=up_to, track_sync=True, progress=progress)
     return summarize(result, since, until)
 
 
@@ -78,7 +78,7 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
                 "mttr_seconds": _r(sum(ended) / len(ended)) if ended else None,
                 "longest_outage_seconds": _r(max(overlaps, default=0.0)),
                 "failovers": failover_counts.get(key, 0),
-                "removals": sum(1 for e in mine if e.removed),
+                "removals": sum(1 for e in mine if e.removed_at is not None),
             }
         )
 
@@ -118,14 +118,19 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
         "servers": [servers[name] for name in sorted(servers)],
         "failovers": [f.to_dict(until) for f in failovers],
         "cluster_outages": [o.to_dict(until) for o in outages],
+        # Clipped to the period, so the numbers do not depend on where the pass began.
         "out_of_sync": [
             {
                 "server": p.server,
                 "kind": p.kind,
-                "start": p.start,
-                "end": p.end,
+                "start": max(p.start, since),
+                "end": p.end if p.end is not None and p.end < until else None,
+                "began_before": p.start < since,
                 "seconds": _r(p.overlap(since, until)),
-                "positions": p.positions,
+                "opened_position": p.opened_position if p.start >= since else None,
+                "closed_position": p.closed_position
+                if p.end is not None and p.end < until
+                else None,
             }
             for p in sync
         ],
@@ -135,10 +140,7 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
 
 def _absent_throughout(episodes, since, until) -> bool:
     return any(
-        e.removed
-        and e.cause == "removed"
-        and e.start <= since
-        and (e.end is None or e.end >= until)
+        e.removed_at is not None and e.removed_at <= since and (e.end is None or e.end >= until)
         for e in episodes
     )
 

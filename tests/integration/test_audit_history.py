@@ -231,3 +231,39 @@ def test_what_if_with_a_shorter_timeout_starts_earlier(store, clock):
     ]
     [outage] = shorter.cluster_outages
     assert (outage.start, outage.end) == (at(32.5), at(40))
+
+
+def _more_history(s: Script) -> None:
+    """After the script: b's web removed at 10:45; a's service silent after 10:46, timed out
+    (10:51) and then removed at 10:53 while stale; b beats until 11:00."""
+    s.commands.remove_component("b", "web", {"actor": "ops"})
+    for minute in range(46, 61):
+        s.to(minute)
+        s.beat("b") if minute > 46 else s.beat("a", "b")
+        s.sweep()
+        if minute == 53:
+            s.commands.remove_component("a", "service", {"actor": "ops"})
+
+
+def test_a_report_started_from_any_snapshot_equals_the_full_pass(store, clock):
+    from projections.snapshots import take_snapshot
+
+    s = script_history(store, clock)
+    _more_history(s)
+    full = {}
+    sinces = [5, 12, 16, 22.5, 33, 36, 38, 41, 47, 52, 54, 58]
+    for since in sinces:
+        result = episodes.build(store, at(60), track_sync=True)
+        full[since] = reports.summarize(result, at(since), at(60))
+    # snapshots every 7 events: each period starts its pass from a different one
+    take_snapshot(store, every_events=7, every_seconds=None)
+    for since in sinces:
+        seeded = reports.compute(store, at(since), at(60))
+        assert seeded == full[since], since
+    gone = [c for c in full[54]["components"] if (c["server"], c["component"]) == ("a", "service")]
+    assert gone == []  # removed before the period and not back
+    late = full[52]["episodes"]
+    assert [(e["server"], e["component"], e["cause"], e["removed_at"]) for e in late] == [
+        ("b", "web", "removed", at(45)),
+        ("a", "service", "timeout", at(53)),
+    ]

@@ -172,4 +172,4 @@ def test_key_out_of_sync_periods_follow_the_reports_of_the_servers():
     result = run(log, 4, track_sync=True)
     [period] = result.sync_periods
     assert (period.server, period.kind, period.start, period.end) == ("c", "key", at(1), at(3))
-    assert period.positions == [opened.position, closed.position]
+    assert (period.opened_position, period.closed_position) == (opened.position, closed.position)

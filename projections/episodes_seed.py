@@ -1,0 +1,181 @@
+"""Start an episode pass from a snapshot instead of the beginning of the log.
+
+A report over [since, until) only needs the episodes that overlap it, so the pass can start at
+the newest snapshot taken before `since`. The snapshot holds the folded `ClusterState`; what the
+episode builder needs beyond it is looked up exactly, with index probes only:
+- each component's first heartbeat: the first event of its stream (version 1);
+- for a component timed out at the snapshot, its `ComponentTimedOut`: the last event of its
+  stream (`stream_version`), for the detector, the configuration and the positions;
+- components removed and not back: their last `ComponentRemoved` (the type index), and the
+  event just before it (a timeout still open when it was removed, or its last heartbeat);
+- which `ConfigurationChanged` set each timeout setting (the cluster stream is short).
+Sync periods open at the snapshot start there with no opening event; reports clip them to the
+period. So the result over the period equals the pass from the beginning of the log (a test
+checks it against snapshots taken at every few positions), whichever snapshot is used, and
+losing the snapshots only makes reports slower.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from eventstore.events import ComponentRemoved, ComponentTimedOut, component_stream
+from eventstore.store import _COLUMNS, EventStore, RecordedEvent, _recorded
+from eventstore.tables import events as events_table
+from projections import snapshots
+from projections.episodes import TIMEOUT_SETTING, Episode, EpisodeBuilder, _Track
+
+
+def last_position_before(store: EventStore, at: datetime) -> int:
+    c = events_table.c
+    with store.engine.connect() as conn:
+        value = conn.execute(sa.select(sa.func.max(c.position)).where(c.recorded_at < at)).scalar()
+    return value or 0
+
+
+def seeded_builder(
+    store: EventStore, before: datetime, *, up_to: int | None = None, track_sync: bool = False
+) -> EpisodeBuilder:
+    """An EpisodeBuilder positioned at the newest snapshot recorded before `before` (and at or
+    below `up_to`); a plain builder at position 0 when there is none."""
+    builder = EpisodeBuilder(track_sync=track_sync)
+    limit = last_position_before(store, before)
+    if up_to is not None:
+        limit = min(limit, up_to)
+    with store.engine.connect() as conn:
+        snap = snapshots.latest(conn, at_or_before=limit) if limit else None
+    if snap is None:
+        return builder
+    state = snapshots.decode(snap.state)
+    seed = state.position
+    builder.state = state
+    changes = store.read_all(types=["ConfigurationChanged"], up_to=seed, limit=None)
+    for r in changes:
+        for name in r.event.changes:
+            builder.setting_positions[name] = r.position
+    builder._timeouts = builder._effective_timeouts()
+
+    removed_last: dict[str, RecordedEvent] = {}
+    for r in store.read_all(types=["ComponentRemoved"], up_to=seed, limit=None):
+        removed_last[r.stream] = r
+    present = {component_stream(c.server, c.name): c for c in state.components()}
+    gone = {s: r for s, r in removed_last.items() if s not in present}
+
+    probes = {(s, 1) for s in [*present, *gone]}
+    probes |= {(s, c.stream_version) for s, c in present.items() if c.timed_out_at is not None}
+    probes |= {(s, r.version - 1) for s, r in gone.items()}
+    found = _by_stream_version(store, probes)
+    wanted = {
+        e.event.last_heartbeat_position
+        for e in found.values()
+        if isinstance(e.event, ComponentTimedOut) and e.event.last_heartbeat_position
+    }
+    beats = _by_position(store, wanted)
+
+    def setting_position(component: str, before_position: int) -> int | None:
+        setting = TIMEOUT_SETTING[component]
+        last = None
+        for r in changes:
+            if r.position < before_position and setting in r.event.changes:
+                last = r.position
+        return last
+
+    def timeout_episode(r: RecordedEvent) -> Episode:
+        e: ComponentTimedOut = r.event
+        beat = beats.get(e.last_heartbeat_position)
+        positions = [r.position]
+        if e.last_heartbeat_position is not None:
+            positions.insert(0, e.last_heartbeat_position)
+        return Episode(
+            e.server,
+            e.component,
+            "timeout",
+            e.expired_at,
+            detector=e.detector,
+            timeout_seconds=e.timeout_seconds,
+            configuration_version=e.configuration_version,
+            configuration_position=setting_position(e.component, r.position),
+            last_heartbeat_at=beat.recorded_at if beat is not None else None,
+            last_heartbeat_position=e.last_heartbeat_position,
+            positions=positions,
+        )
+
+    for stream, c in present.items():
+        track = _Track(
+            found[(stream, 1)].recorded_at, c.last_heartbeat_at, c.last_heartbeat_position
+        )
+        if c.timed_out_at is not None:
+            tail = found.get((stream, c.stream_version))
+            if tail is not None and isinstance(tail.event, ComponentTimedOut):
+                track.open = timeout_episode(tail)
+            else:  # not expected: keep what the state says
+                track.open = Episode(c.server, c.name, "timeout", c.timed_out_at)
+            builder.episodes.append(track.open)
+        builder.tracks[(c.server, c.name)] = track
+
+    for stream, removal in gone.items():
+        e: ComponentRemoved = removal.event
+        before_removal = found.get((stream, removal.version - 1))
+        if before_removal is not None and isinstance(before_removal.event, ComponentTimedOut):
+            episode = timeout_episode(before_removal)
+            episode.removed_at = removal.recorded_at
+            episode.positions.append(removal.position)
+        else:
+            last_beat = before_removal
+            episode = Episode(
+                e.server,
+                e.component,
+                "removed",
+                removal.recorded_at,
+                configuration_version=_version_at(changes, removal.position),
+                last_heartbeat_at=last_beat.recorded_at if last_beat else None,
+                last_heartbeat_position=last_beat.position if last_beat else None,
+                positions=[removal.position],
+                removed_at=removal.recorded_at,
+            )
+        track = _Track(
+            found[(stream, 1)].recorded_at,
+            episode.last_heartbeat_at,
+            episode.last_heartbeat_position,
+            present=False,
+            open=episode,
+        )
+        builder.episodes.append(episode)
+        builder.tracks[(e.server, e.component)] = track
+
+    if track_sync:
+        builder._evaluate_sync(None)
+    return builder
+
+
+def _version_at(changes: list[RecordedEvent], position: int) -> int:
+    return sum(1 for r in changes if r.position < position)
+
+
+def _by_stream_version(store: EventStore, pairs) -> dict[tuple[str, int], RecordedEvent]:
+    c = events_table.c
+    out: dict[tuple[str, int], RecordedEvent] = {}
+    pairs = sorted(pairs)
+    with store.engine.connect() as conn:
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start : start + 500]
+            query = sa.select(*_COLUMNS).where(sa.tuple_(c.stream, c.version).in_(chunk))
+            for row in conn.execute(query):
+                r = _recorded(row)
+                out[(r.stream, r.version)] = r
+    return out
+
+
+def _by_position(store: EventStore, positions) -> dict[int, RecordedEvent]:
+    c = events_table.c
+    positions = sorted(positions)
+    out: dict[int, RecordedEvent] = {}
+    with store.engine.connect() as conn:
+        for start in range(0, len(positions), 500):
+            query = sa.select(*_COLUMNS).where(c.position.in_(positions[start : start + 500]))
+            for row in conn.execute(query):
+                r = _recorded(row)
+                out[r.position] = r
+    return out
