@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -17,10 +19,40 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = sa.create_engine(url, pool_pre_ping=url.startswith("postgresql"), **kwargs)
+    engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    elif engine.dialect.driver == "psycopg":
+        _configure_psycopg(engine)
     return engine
+
+
+def _configure_psycopg(engine: sa.Engine) -> None:
+    """Pessimistic disconnect handling without a round trip.
+
+    `pool_pre_ping` sends a `SELECT 1` on every checkout: with one-event appends being a single
+    round trip, that ping would cost about as much as the append. A pooled connection that sits
+    idle has nothing to read unless the server wrote to it, which it does when it ends the
+    session (restart, `pg_terminate_backend`, idle timeout: an error message, then EOF). So a
+    readable socket on checkout means the connection is dead (or, at worst, holds a stray
+    notification): SQLAlchemy then discards it and checks out another one.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection, _record, _proxy):
+        if _is_dead(dbapi_connection):
+            raise sa.exc.DisconnectionError("the server closed this pooled connection")
+
+
+def _is_dead(connection) -> bool:
+    if connection.closed or connection.broken:
+        return True
+    poller = select.poll()  # not select.select(): it fails on descriptors above 1023
+    try:
+        poller.register(connection.pgconn.socket, select.POLLIN)
+    except Exception:  # psycopg raises OperationalError when it has no socket any more
+        return True
+    return bool(poller.poll(0))
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

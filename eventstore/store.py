@@ -11,6 +11,14 @@ column or reader cooperation, and its cost is amortised by batching (one lock pe
 1,000 events; concurrent API requests share one commit). SQLite serialises writers itself
 (`BEGIN IMMEDIATE`, see db.py).
 
+On PostgreSQL an append is one call of the `clustermon_append` function (created by migration
+0001): it takes the lock, skips the event ids already stored, checks the expected versions,
+inserts the batch in order and sends `NOTIFY clustermon_events, '<last position>'`, all in one
+round trip; our own appends run it in autocommit mode, so that statement is the whole
+transaction and the lock is held only for the insert and its commit. The reasons are speed
+(BENCHMARKS.md, "Event store") and that the checks must run after the lock is granted.
+SQLite runs the same steps in Python with SQLAlchemy Core (`_append`).
+
 A rolled-back append (a database error) can leave a hole in the numbering on PostgreSQL. Holes
 are harmless: nothing can commit below the head later, so followers never wait for them.
 """
@@ -33,6 +41,16 @@ from eventstore.tables import events as events_table
 
 # Any constant shared by every writer; "clustermon" in ASCII, to be recognisable in pg_locks.
 APPEND_LOCK_KEY = 0x636C75737465
+# PostgreSQL: every append sends NOTIFY on this channel with its last position as the payload,
+# from inside its transaction (so listeners hear of it only once it is committed and readable).
+NOTIFY_CHANNEL = "clustermon_events"
+
+# %b: arrays travel in binary, which psycopg dumps 10-30x faster than their text form.
+_PG_APPEND = (
+    "SELECT kind, event_id, stream, position, version, expected FROM clustermon_append("
+    "%s, %s, %s, %b::uuid[], %b::text[], %b::text[], %b::int2[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %s, %b::int4[])"
+)
 
 
 class ConcurrencyError(Exception):
@@ -107,6 +125,17 @@ def _recorded(row: Sequence[Any]) -> RecordedEvent:
     )
 
 
+def _expected_by_stream(expected, streams: set[str]) -> dict[str, int]:
+    """stream -> expected version, for the streams of the batch only."""
+    if expected is None:
+        return {}
+    if isinstance(expected, int):
+        if len(streams) != 1:
+            raise ValueError("an int expected_version needs all events in one stream")
+        return {next(iter(streams)): expected}
+    return {stream: version for stream, version in expected.items() if stream in streams}
+
+
 class EventStore:
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now, *, serialize_appends=True):
         self.engine = engine
@@ -132,18 +161,93 @@ class EventStore:
         in the batch) is reported in `duplicates` and not stored again; streams whose events
         are all duplicates are not version-checked, so a retried append is idempotent.
 
-        Pass `connection` to take part in the caller's transaction (from `write_connection`).
+        Pass `connection` to take part in the caller's transaction (from `write_connection`);
+        on PostgreSQL the NOTIFY on `NOTIFY_CHANNEL` is then delivered when the caller commits.
         """
         if not events:
             return AppendResult([], [])
+        if self.dialect == "postgresql":
+            return self._append_postgresql(events, expected_version, connection)
         if connection is not None:
             return self._append(connection, events, expected_version)
         with write_connection(self.engine) as conn, conn.begin():
             return self._append(conn, events, expected_version)
 
+    def _append_postgresql(self, new_events, expected_version, connection) -> AppendResult:
+        """One statement, `clustermon_append` (migrations/versions/0001_events.py): the lock, the
+        checks, the insert and the NOTIFY run server-side in one round trip. Our own appends run
+        it in autocommit mode, so the statement is its whole transaction: no BEGIN/COMMIT round
+        trips, and the lock is held for the shortest possible time."""
+        unique: dict[UUID, NewEvent] = {}
+        for new in new_events:
+            unique.setdefault(new.event_id, new)
+        fresh = list(unique.values())
+        expected = _expected_by_stream(expected_version, {e.event.stream for e in fresh})
+        recorded_at = self.clock()
+        per_row = [expected.get(e.event.stream) for e in fresh] if expected else None
+        dumps = orjson.dumps
+        params = (
+            self._serialize,
+            APPEND_LOCK_KEY,
+            NOTIFY_CHANNEL,
+            list(unique),
+            [e.event.stream for e in fresh],
+            [e.event.type for e in fresh],
+            [e.event.schema_version for e in fresh],
+            [dumps(e.event).decode() for e in fresh],
+            [dumps(e.metadata).decode() for e in fresh],
+            [e.occurred_at or recorded_at for e in fresh],
+            recorded_at,
+            per_row,
+        )
+        if connection is not None:
+            rows = connection.exec_driver_sql(_PG_APPEND, params).all()
+        else:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                rows = conn.exec_driver_sql(_PG_APPEND, params).all()
+
+        stored, conflicts = {}, {}
+        for kind, event_id, stream, position, version, expected_v in rows:
+            if kind == "conflict":
+                conflicts[stream] = (expected_v, version)
+            else:
+                stored[event_id] = (position, version)
+        if conflicts:
+            stream = next(e.event.stream for e in fresh if e.event.stream in conflicts)
+            raise ConcurrencyError(stream, *conflicts[stream])
+        recorded, duplicates, seen = [], [], set()
+        last = 0
+        for new in new_events:
+            event_id = new.event_id
+            hit = stored.get(event_id)
+            if hit is None or event_id in seen:
+                duplicates.append(event_id)
+                continue
+            seen.add(event_id)
+            position, version = hit
+            # The function draws positions in batch order; the log's order must be the batch's.
+            if position <= last:  # pragma: no cover - a broken invariant, never expected
+                raise RuntimeError(f"position {position} out of batch order after {last}")
+            last = position
+            recorded.append(
+                RecordedEvent(
+                    position,
+                    event_id,
+                    new.event.stream,
+                    version,
+                    new.event.type,
+                    new.event.schema_version,
+                    new.event,
+                    new.metadata,
+                    new.occurred_at or recorded_at,
+                    recorded_at,
+                )
+            )
+        return AppendResult(recorded, duplicates)
+
     def _append(self, conn, new_events, expected_version) -> AppendResult:
-        if self._serialize:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
+        """SQLite (and the reference for the PostgreSQL function): writers are serialised by
+        `BEGIN IMMEDIATE`, so the checks below see every earlier append."""
         fresh, duplicates = self._split_duplicates(conn, new_events)
         if not fresh:
             return AppendResult([], duplicates)
@@ -226,14 +330,8 @@ class EventStore:
 
     @staticmethod
     def _check_expected(expected, versions: Mapping[str, int], streams: set[str]) -> None:
-        if expected is None:
-            return
-        if isinstance(expected, int):
-            if len(streams) != 1:
-                raise ValueError("an int expected_version needs all events in one stream")
-            expected = {next(iter(streams)): expected}
-        for stream, version in expected.items():
-            if stream in streams and versions[stream] != version:
+        for stream, version in _expected_by_stream(expected, streams).items():
+            if versions[stream] != version:
                 raise ConcurrencyError(stream, version, versions[stream])
 
     # --- reading --------------------------------------------------------------------------

@@ -1,0 +1,138 @@
+"""Alembic: the same scripts build and remove the schema on SQLite and PostgreSQL.
+
+Each test uses a database of its own (a new SQLite file, a freshly created PostgreSQL database),
+never the session's shared one, since downgrading removes everything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+import migrations
+from eventstore import EventStore, create_engine
+from eventstore.events import HeartbeatRecorded
+from eventstore.store import NewEvent
+from tests.conftest import PG_ADMIN_URL, _libpq
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request, tmp_path) -> Iterator[str]:
+    """A brand-new, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    request.getfixturevalue("postgres_url")  # skips/fails like every PostgreSQL test
+    name = f"clustermon_migrate_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def schema(url: str) -> tuple[set[str], set[str], str | None]:
+    """(tables, indexes of events, alembic revision) as the database reports them."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            tables = set(inspector.get_table_names())
+            indexes = set()
+            if "events" in tables:
+                indexes = {i["name"] for i in inspector.get_indexes("events")}
+                indexes |= {u["name"] for u in inspector.get_unique_constraints("events")}
+            revision = None
+            if "alembic_version" in tables:
+                revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            return tables, indexes, revision
+    finally:
+        engine.dispose()
+
+
+def pg_functions(url: str) -> set[str]:
+    with psycopg.connect(_libpq(url)) as conn:
+        rows = conn.execute(
+            "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(migrations.alembic_config("sqlite://")).get_current_head()
+
+
+def test_upgrade_from_empty_then_downgrade_to_empty(empty_url):
+    assert schema(empty_url)[0] == set()
+
+    migrations.upgrade(empty_url)
+
+    tables, indexes, revision = schema(empty_url)
+    assert {"events", "alembic_version"} <= tables
+    assert {
+        "uq_events_event_id",
+        "uq_events_stream_version",
+        "ix_events_recorded_at",
+        "ix_events_type_position",
+    } <= indexes
+    assert revision == head_revision()
+    if empty_url.startswith("postgresql"):
+        assert "clustermon_append" in pg_functions(empty_url)
+
+    # The migrated schema is the one the store works with.
+    engine = create_engine(empty_url)
+    try:
+        store = EventStore(engine)
+        event = HeartbeatRecorded(server="web01", component="web", sent_at=store.clock())
+        assert store.append([NewEvent(event)]).last_position == 1
+        assert store.read_all()[0].event == event
+    finally:
+        engine.dispose()
+
+    migrations.upgrade(empty_url)  # a second upgrade is a no-op
+    assert schema(empty_url)[2] == head_revision()
+
+    migrations.downgrade(empty_url)
+
+    tables, _, _ = schema(empty_url)
+    assert tables <= {"alembic_version"}  # Alembic keeps its (empty) bookkeeping table
+    assert schema(empty_url)[2] is None
+    if empty_url.startswith("postgresql"):
+        assert "clustermon_append" not in pg_functions(empty_url)
+
+    migrations.upgrade(empty_url)  # and back up again from empty
+    assert "events" in schema(empty_url)[0]
+
+
+def test_clustermon_db_upgrade_from_the_command_line(empty_url):
+    env = {**os.environ, "CLUSTERMON_DATABASE_URL": empty_url}
+    executable = Path(sys.executable).with_name("clustermon")
+
+    done = subprocess.run(
+        [str(executable), "db", "upgrade"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "database at head" in done.stderr
+    tables, _, revision = schema(empty_url)
+    assert "events" in tables
+    assert revision == head_revision()
