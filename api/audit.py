@@ -140,7 +140,7 @@ def _horizon(until: datetime) -> datetime:
 @require("viewer")
 def outages(since=None, until=None):
     since, until = _period(since, until)
-    result = episodes.build(services(current_app).store, _horizon(until))
+    result = episodes.build(services(current_app).store, _horizon(until), since=since)
     listing = whatif.listing(result, since, until)
     return {
         "period": {"since": since, "until": until},
@@ -161,7 +161,7 @@ def outages(since=None, until=None):
 @require("viewer")
 def failovers(since=None, until=None):
     since, until = _period(since, until)
-    result = episodes.build(services(current_app).store, _horizon(until))
+    result = episodes.build(services(current_app).store, _horizon(until), since=since)
     horizon = result.horizon
     return {
         "period": {"since": since, "until": until},

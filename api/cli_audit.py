@@ -152,7 +152,7 @@ def audit(since, until, as_json: bool) -> None:
 
     since, until = _period(since, until)
     with _progress("folding the log") as progress:
-        result = episodes.build(_services().store, until, progress=progress)
+        result = episodes.build(_services().store, until, since=since, progress=progress)
     if as_json:
         click.echo(orjson.dumps(whatif.listing(result, since, until)).decode())
         return
