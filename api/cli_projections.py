@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 import click
@@ -17,9 +18,7 @@ def _services():
 
 
 def _progressbar(store, label: str):
-    return click.progressbar(
-        length=max(store.head_position(), 1), label=label, file=click.get_text_stream("stderr")
-    )
+    return click.progressbar(length=max(store.head_position(), 1), label=label, file=sys.stderr)
 
 
 @click.command("rebuild", help="Re-fold the log from zero into the read tables and swap them in.")

@@ -94,6 +94,26 @@ def _reason(event, recorded, before, after, changes, ever_seen) -> str | None:
     return None
 
 
+def _merge_into_recovery(history, event, recorded, entry, before, after) -> bool:
+    """Ingest appends ComponentRecovered just before the heartbeat that caused it (one
+    append, one recorded_at): show them as one transition, with the state after the
+    heartbeat, instead of a "recovered" entry that still looks stale."""
+    if not (
+        isinstance(event, HeartbeatRecorded)
+        and after is not None
+        and history
+        and history[-1]["event"] == "ComponentRecovered"
+        and history[-1]["at"] == recorded.recorded_at
+    ):
+        return False
+    last = history[-1]
+    last.update(entry)
+    changes = _changes(before, after)
+    if changes:
+        last["reason"] += "; " + "; ".join(changes)
+    return True
+
+
 def component_history(store: EventStore, server: str, component: str) -> list[dict[str, Any]]:
     """Transitions of `server`/`component`, oldest first: each `at` (the logical expiry for a
     timeout, else the recording time), `position`, `event` (type), `state` (`current`,
@@ -123,6 +143,10 @@ def component_history(store: EventStore, server: str, component: str) -> list[di
                 k: after[k]
                 for k in ("state", "health", "reasons", "status", "verification", "product_version")
             }
+        merged = _merge_into_recovery(history, event, recorded, entry, before, after)
+        if merged:
+            ever_seen = True
+            continue
         reason = _reason(
             event,
             recorded,

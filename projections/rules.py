@@ -76,7 +76,10 @@ def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 7200:
-        return f"{seconds // 60} min"
+        # Seconds too, so a component just past a 5 min timeout does not read "5 min (stale
+        # timeout 5 min)".
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     if seconds < 172_800:
         return f"{seconds // 3600} h {seconds % 3600 // 60} min"
     return f"{seconds // 86400} days"

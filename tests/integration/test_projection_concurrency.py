@@ -1,0 +1,67 @@
+"""Several runner processes at once (gunicorn workers + scheduler) while events are appended:
+every event is applied exactly once, by exactly one of them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from eventstore import EventStore, create_engine
+from projections.read import current_view
+from projections.runner import ProjectionRunner
+from projections.state import fold
+from projections.view import cluster_view
+from tests.integration import projection_support as ps
+
+WORKERS = 3
+
+
+def _run(url: str, stop, results) -> None:
+    engine = create_engine(url)
+    runner = ProjectionRunner(EventStore(engine), batch_size=7)
+    applied = 0
+    try:
+        while not stop.is_set():
+            applied += runner.catch_up()
+            time.sleep(0.001)
+        applied += runner.catch_up()
+    finally:
+        engine.dispose()
+        results.put(applied)
+
+
+@pytest.mark.slow
+def test_concurrent_runners_apply_every_event_exactly_once(store, clock):
+    url = store.engine.url.render_as_string(hide_password=False)
+    ctx = multiprocessing.get_context("spawn")
+    stop, results = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_run, args=(url, stop, results)) for _ in range(WORKERS)]
+    for worker in workers:
+        worker.start()
+    try:
+        configs = 0
+        for i in range(60):
+            batch = [
+                ps.beat(store, f"s{(i * 3 + j) % 10}", ("web", "service")[j % 2]) for j in range(3)
+            ]
+            if i % 5 == 0:
+                batch.append(ps.configure(stale_timeout_seconds=60 + i))
+                configs += 1
+            if i % 11 == 0:
+                batch.append(ps.remove(f"s{i % 10}", "web"))
+            store.append(batch)
+            clock.advance(seconds=1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        applied = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(30)
+    total = store.head_position()
+    assert sum(applied) == total  # no event applied twice, none lost
+    assert ps.events_applied(store.engine) == total
+    view = current_view(store.engine, clock())
+    assert view["configuration"]["version"] == configs
+    assert view == cluster_view(fold(store.iter_all()), clock())
