@@ -324,6 +324,8 @@
 
   function tick() {
     if (!state.view) { return; }
+    // A quiet cluster sends no event: re-read now and then so the reasons' numbers keep up.
+    if (state.live && Date.now() - state.received > 15000) { requestRefresh(); }
     Array.prototype.forEach.call(document.querySelectorAll(".beat-age"), updateAge);
     if (state.live) {
       Array.prototype.forEach.call(document.querySelectorAll("td.running"), updateRunning);

@@ -162,6 +162,8 @@ def test_a_viewer_sees_the_cluster_and_a_service_turning_stale_live(page, cluste
     assert page.evaluate("sessionStorage.length") == 0
     sign_in(page, cluster.url, cluster.admin)
     expect(page.locator("#who-role")).to_have_text("admin")
+    page.reload()  # the tab keeps its sign-in
+    expect(page.locator("#who-role")).to_have_text("admin", timeout=WAIT_MS)
     expect(page.get_by_role("button", name=re.compile("^Remove"))).to_have_count(6)
     expect(page.locator("#cfg-stale_timeout_seconds")).to_be_enabled()
     expect(service).to_have_attribute("data-state", "stale", timeout=WAIT_MS)
@@ -236,6 +238,13 @@ def test_an_admin_is_refused_a_bad_value_removes_a_component_and_travels_back(pa
     expect(mode).to_have_attribute("data-mode", "live", timeout=WAIT_MS)
     expect(web).to_have_attribute("data-state", "absent", timeout=WAIT_MS)
     expect(page.get_by_label("Stale timeout (Service)")).to_be_enabled()
+
+    # Before the log there is nothing to show, and the page says why.
+    picker = page.get_by_label("Show the cluster as it was at (UTC)")
+    picker.fill("2020-01-01T00:00:00")
+    page.locator("#tt-form").get_by_role("button", name="Show").click()
+    expect(page.locator("#tt-error")).to_contain_text("before the log", timeout=WAIT_MS)
+    expect(mode).to_have_attribute("data-mode", "live")
 
     # The slider spans the log: its start is the agent's first heartbeats, Web of node03 included.
     first = _first_event_time(cluster)
