@@ -1,0 +1,126 @@
+"""The store's fast row decoding builds exactly what the catalog's own decoding builds."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from eventstore.events import (
+    CATALOG,
+    ComponentRecovered,
+    ComponentRemoved,
+    ComponentTimedOut,
+    ConfigurationChanged,
+    HeartbeatRecorded,
+    MonitorResumed,
+    decode,
+)
+from eventstore.store import RecordedEvent, _decode, _recorded
+
+T = datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=UTC)
+
+SAMPLES = [
+    HeartbeatRecorded(
+        server="web01",
+        component="web",
+        sent_at=T,
+        status="warning",
+        verification="unverified",
+        os="Windows Server",
+        os_version="2022",
+        ip="10.0.0.5",
+        product="ProGet",
+        product_version="2025.10",
+        encryption_key_fingerprint="ab" * 32,
+        message="disk almost full",
+    ),
+    HeartbeatRecorded(server="web01", component="service", sent_at=T),
+    ConfigurationChanged(changes={"stale_timeout_seconds": 120, "load_balancing": True}),
+    ComponentRemoved(server="web02", component="web", reason=None),
+    ComponentTimedOut(
+        server="web02",
+        component="service",
+        expired_at=T,
+        detected_at=T,
+        timeout_seconds=300,
+        configuration_version=3,
+        last_heartbeat_position=None,
+        detector="scheduler-a",
+    ),
+    ComponentRecovered(
+        server="web02", component="service", stale_since=T, recovered_at=T, outage_seconds=12.5
+    ),
+    MonitorResumed(down_since=T, resumed_at=T, detector="scheduler-b"),
+]
+
+
+def stored(event) -> dict:
+    return orjson.loads(orjson.dumps(event))
+
+
+def test_the_samples_cover_the_whole_catalog():
+    assert {type(e).type for e in SAMPLES} == set(CATALOG)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: type(e).__name__)
+def test_fast_decoding_equals_the_catalogs_decoding(event):
+    data = stored(event)
+    fast = _decode(event.type, event.schema_version, data)
+
+    assert fast == decode(event.type, event.schema_version, stored(event)) == event
+    assert type(fast) is type(event)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # still immutable
+        setattr(fast, dataclasses.fields(fast)[0].name, "other")
+    assert fast.stream == event.stream
+
+
+def test_absent_optional_fields_get_their_defaults():
+    data = {"server": "web01", "component": "web", "sent_at": T.isoformat()}
+    assert _decode("HeartbeatRecorded", 2, data) == HeartbeatRecorded(
+        server="web01", component="web", sent_at=T
+    )
+
+
+def test_malformed_payloads_fail_as_the_catalogs_decoding_does():
+    missing = {"server": "web01", "sent_at": T.isoformat()}
+    unknown = {"server": "web01", "component": "web", "sent_at": T.isoformat(), "cpu": 3}
+    for data in (missing, unknown):
+        with pytest.raises(TypeError):
+            decode("HeartbeatRecorded", 2, dict(data))
+        with pytest.raises(TypeError):
+            _decode("HeartbeatRecorded", 2, dict(data))
+
+
+def test_an_old_schema_version_is_upcast():
+    v1 = {"server": "db1", "component": "Web", "sent_at": T.isoformat(), "key_fingerprint": None}
+    assert _decode("HeartbeatRecorded", 1, v1) == HeartbeatRecorded(
+        server="db1", component="web", sent_at=T
+    )
+
+
+def test_a_row_becomes_the_same_recorded_event_as_the_dataclass_builds():
+    event = SAMPLES[0]
+    event_id = uuid.uuid4()
+    row = (
+        7,
+        event_id,
+        event.stream,
+        3,
+        event.type,
+        event.schema_version,
+        orjson.dumps(event).decode(),
+        '{"actor":"agent-1"}',
+        T,
+        T,
+    )
+    record = _recorded(row)
+
+    assert record == RecordedEvent(
+        7, event_id, "web01/web", 3, "HeartbeatRecorded", 2, event, {"actor": "agent-1"}, T, T
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.position = 8
