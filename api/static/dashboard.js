@@ -25,6 +25,7 @@
     at: null,              // Date of the past view
     view: null,
     received: 0,           // Date.now() when the view arrived
+    attempted: 0,          // Date.now() of the last read of the live view
     clockOffset: 0,        // server time - client time, from the view's as_of.time
     range: { first: null, last: null },
     travelSeq: 0,
@@ -325,7 +326,9 @@
   function tick() {
     if (!state.view) { return; }
     // A quiet cluster sends no event: re-read now and then so the reasons' numbers keep up.
-    if (state.live && Date.now() - state.received > 15000) { requestRefresh(); }
+    if (state.live && Date.now() - Math.max(state.received, state.attempted) > 15000) {
+      requestRefresh();
+    }
     Array.prototype.forEach.call(document.querySelectorAll(".beat-age"), updateAge);
     if (state.live) {
       Array.prototype.forEach.call(document.querySelectorAll("td.running"), updateRunning);
@@ -358,6 +361,7 @@
     if (!state.live || !state.token) { return Promise.resolve(); }
     if (state.refreshing) { state.refreshAgain = true; return Promise.resolve(); }
     state.refreshing = true;
+    state.attempted = Date.now();
     var seq = state.travelSeq;
     return api("/api/v1/cluster").then(function (view) {
       if (state.live && seq === state.travelSeq) {
