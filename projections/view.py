@@ -1,8 +1,14 @@
-"""The cluster view as the API shows it: the folded state with the rules evaluated at `now`."""
+"""The cluster view as the API shows it: the folded state with the rules evaluated at `now`.
+
+This is the hot path of every read (10,000 servers = 20,000 components per request), so the
+common case — a current, ok, verified component — is evaluated inline; anything else goes
+through the rules in rules.py, which define the semantics. tests/unit/test_view.py checks the
+two against each other on random states.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from projections import rules
@@ -11,20 +17,52 @@ from projections.state import ClusterState
 
 def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
     config = state.configuration
-    beats = {
-        (c.server, c.name): rules.heartbeat(c, config, now, state.monitor_resumed_at)
-        for c in state.components()
-    }
-    current = {key for key, beat in beats.items() if beat.state == "current"}
+    resumed = state.monitor_resumed_at
+    service_window = timedelta(seconds=config.stale_timeout_seconds)
+    windows = {"web": timedelta(seconds=config.web_stale_timeout_seconds)}
+
+    # Heartbeat state of every component first: the sync references need the current set.
+    beats: dict[tuple[str, str], tuple] = {}
+    current: set[tuple[str, str]] = set()
+    for c in state.components():
+        last = c.last_heartbeat_at
+        if last is None:
+            expiry = None
+        else:
+            base = resumed if resumed is not None and resumed > last else last
+            expiry = base + windows.get(c.name, service_window)
+        timed_out = c.timed_out_at
+        key = (c.server, c.name)
+        if timed_out is not None and (expiry is None or timed_out <= now):
+            # A recorded timeout stands until the next heartbeat (see rules.heartbeat).
+            beats[key] = ("stale", timed_out, expiry)
+        elif expiry is None or now > expiry:
+            beats[key] = ("stale", expiry, expiry)
+        else:
+            beats[key] = ("current", None, expiry)
+            current.add(key)
     refs = rules.references(state, current)
 
     servers = []
     for server in sorted(state.servers.values(), key=lambda s: s.name):
         components, findings = [], []
+        all_ok = True
         for component in sorted(server.components.values(), key=lambda c: c.name):
-            beat = beats[(server.name, component.name)]
-            health, reasons = rules.component_health(component, config, beat)
+            beat_state, stale_since, expiry = beats[(server.name, component.name)]
+            last = component.last_heartbeat_at
+            age = (now - last).total_seconds() if last is not None else None
+            if (
+                beat_state == "current"
+                and component.status == "ok"
+                and component.verification == "verified"
+            ):
+                health, reasons = "ok", []
+            else:
+                beat = rules.Heartbeat(beat_state, last, age, stale_since, expiry)
+                health, reasons = rules.component_health(component, config, beat)
+                all_ok = all_ok and health == "ok"
             findings.append((component.name, health, reasons))
+            sent = component.last_sent_at
             components.append(
                 {
                     "name": component.name,
@@ -36,21 +74,25 @@ def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
                     "health": health,
                     "reasons": reasons,
                     "heartbeat": {
-                        "last_at": beat.last_at,
-                        "age_seconds": round(beat.age_seconds, 3)
-                        if beat.age_seconds is not None
-                        else None,
-                        "state": beat.state,
-                        "stale_since": beat.stale_since,
-                        "deadline": beat.deadline,
+                        "last_at": last,
+                        "age_seconds": round(age, 3) if age is not None else None,
+                        "state": beat_state,
+                        "stale_since": stale_since,
+                        "deadline": expiry,
                         "last_position": component.last_heartbeat_position,
-                        "sender_clock_skew_seconds": _skew(component),
+                        # Our clock minus the sender's: how far off the agent's clock is.
+                        "sender_clock_skew_seconds": round((last - sent).total_seconds(), 3)
+                        if sent is not None and last is not None
+                        else None,
                     },
                 }
             )
         version_ok = rules.version_in_sync(server, refs)
         key_ok = rules.key_in_sync(server, refs)
-        health, reasons = rules.server_health(findings, version_ok, key_ok, refs)
+        if all_ok and version_ok is not False and key_ok is not False:
+            health, reasons = "ok", []
+        else:
+            health, reasons = rules.server_health(findings, version_ok, key_ok, refs)
         servers.append(
             {
                 "name": server.name,
@@ -70,9 +112,3 @@ def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
         "server_count": len(servers),
         "servers": servers,
     }
-
-
-def _skew(component) -> float | None:
-    if component.last_sent_at is None or component.last_heartbeat_at is None:
-        return None
-    return round((component.last_heartbeat_at - component.last_sent_at).total_seconds(), 3)
