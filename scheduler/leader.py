@@ -29,6 +29,15 @@ log = logging.getLogger(__name__)
 # A key of its own (the append lock in eventstore/store.py uses 0x636C75737465).
 SCHEDULER_LOCK_KEY = 0x636C7573_6C64
 
+# The backend holding the scheduler lock in the *current* database (advisory locks are per
+# database, pg_locks is cluster-wide): for operators ("who leads?") and tests.
+LOCK_HOLDER_SQL = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1"
+)
+LOCK_HOLDER_PARAMS = {"high": SCHEDULER_LOCK_KEY >> 32, "low": SCHEDULER_LOCK_KEY & 0xFFFFFFFF}
+
 _KEEPALIVES = {
     "connect_timeout": 3,
     "keepalives": 1,

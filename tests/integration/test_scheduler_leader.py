@@ -12,7 +12,7 @@ from eventstore import EventStore, NewEvent
 from eventstore.decisions import ClusterCommands
 from eventstore.events import HeartbeatRecorded
 from scheduler.gaps import record_liveness
-from scheduler.leader import SCHEDULER_LOCK_KEY
+from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
 from scheduler.service import SchedulerService, build_scheduler
 
 
@@ -73,11 +73,8 @@ def test_a_leader_that_loses_its_lock_connection_steps_down(pg_database_url, clo
         with engine.begin() as conn:
             killed = (
                 conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-                        " AND granted AND objid = :low"
-                    ),
-                    {"low": SCHEDULER_LOCK_KEY & 0xFFFFFFFF},
+                    sa.text(f"SELECT pg_terminate_backend(pid) FROM ({LOCK_HOLDER_SQL}) AS h"),
+                    LOCK_HOLDER_PARAMS,
                 )
                 .scalars()
                 .all()
