@@ -444,3 +444,17 @@ def test_appends_survive_a_pooled_connection_killed_by_the_server(pg_database_ur
     finally:
         admin.close()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_database_error_surfaces_as_sqlalchemys_and_the_store_goes_on(pg_database_url):
+    engine = create_engine(pg_database_url)
+    store = EventStore(engine)
+    try:
+        with pytest.raises(sa.exc.DataError, match="too long"):
+            store.append([beat("a"), beat("x" * 300)])  # stream is varchar(250)
+        assert store.head_position() == 0  # nothing of the batch
+
+        assert [r.stream for r in store.append([beat("a")]).recorded] == ["a/service"]
+    finally:
+        engine.dispose()
