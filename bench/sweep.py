@@ -12,6 +12,9 @@
    components beside them; for each timeout, `recorded_at - expired_at` (stamped in the
    committing transaction) and the time a follower polling every 10 ms first saw it.
 
+3. Takeover: SIGKILL of the leading `clustermon scheduler` with a standby running, time until
+   the standby leads (records its liveness), on both databases.
+
 URL: CLUSTERMON_BENCH_POSTGRES_URL (a scratch database is created beside it and dropped).
 """
 
@@ -231,6 +234,64 @@ def detection_delay(url: str, expiries: int, background: int) -> None:
     engine.dispose()
 
 
+def takeover(url: str, rounds: int) -> None:
+    """SIGKILL the leader with a standby running: time until the standby records that it leads
+    (its liveness row), i.e. until it sweeps."""
+    import os
+    import signal
+
+    import sqlalchemy as sa
+
+    from scheduler.process import spawn_scheduler
+
+    engine = create_engine(url)
+
+    def leaders():
+        with engine.connect() as conn:
+            query = "SELECT detector FROM scheduler_liveness ORDER BY last_seen_at DESC"
+            return conn.execute(sa.text(query)).scalars().all()
+
+    def wait(predicate, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                sys.exit("timed out")
+            time.sleep(0.01)
+
+    samples = []
+    with tempfile.TemporaryDirectory() as folder:
+        logs = Path(folder)
+        children = {}
+        try:
+            for n in range(rounds + 1):
+                name = f"s{n}"
+                log = open(logs / f"{name}.log", "wb")  # noqa: SIM115
+                children[name] = spawn_scheduler(url, name=name, stdout=log, stderr=log)
+                log.close()
+                wait(lambda name=name: b"standing by" in (logs / f"{name}.log").read_bytes())
+                if n == 0:
+                    wait(lambda: leaders()[:1] == ["s0"])
+                    continue
+                time.sleep(1.5)  # the new standby's first election ticks (startup)
+                current = leaders()[0]
+                killed = time.monotonic()
+                os.kill(children[current].pid, signal.SIGKILL)
+                children[current].wait()
+                wait(lambda current=current: leaders()[0] != current)
+                samples.append(time.monotonic() - killed)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
+                    child.wait(timeout=20)
+    samples.sort()
+    print(
+        f"  SIGKILL of the leader -> standby leads: median {ms(statistics.median(samples)):.0f} ms"
+        f"   max {ms(samples[-1]):.0f} ms   ({len(samples)} takeovers; standbys retry every 1 s)"
+    )
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", choices=["postgres", "sqlite", "both"], default="both")
@@ -238,6 +299,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--expiries", type=int, default=1_000)
     parser.add_argument("--skip-delay", action="store_true")
+    parser.add_argument("--takeovers", type=int, default=5)
     args = parser.parse_args()
 
     if args.database in ("postgres", "both"):
@@ -248,12 +310,22 @@ def main() -> None:
             print(f"PostgreSQL: detection delay over {args.expiries:,} expiries")
             with scratch_database() as url:
                 detection_delay(url, args.expiries, args.components - args.expiries)
+        if args.takeovers:
+            print(f"PostgreSQL: leader takeover, {args.takeovers} times")
+            with scratch_database() as url:
+                takeover(url, args.takeovers)
     if args.database in ("sqlite", "both"):
         print(f"SQLite: sweep cost, {args.components:,} live components")
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite:///{folder}/bench.db"
             migrations.upgrade(url)
             sweep_cost(url, args.components, args.repeat)
+        if args.takeovers:
+            print(f"SQLite: leader takeover (file lock), {args.takeovers} times")
+            with tempfile.TemporaryDirectory() as folder:
+                url = f"sqlite:///{folder}/takeover.db"
+                migrations.upgrade(url)
+                takeover(url, args.takeovers)
 
 
 if __name__ == "__main__":
