@@ -8,6 +8,15 @@ def test_health_needs_no_token(client):
     assert ready.get_json()["database"] == "ok"
 
 
+def test_readiness_reports_projection_lag(client, post, tokens):
+    post({"heartbeats": [heartbeat(server=f"s{i}") for i in range(3)]})
+    lag = client.get("/readyz").get_json()["projection_lag"]
+    assert lag["head"] == 3
+    assert lag["events"] == 3 - lag["checkpoint"]
+    client.get("/api/v1/cluster", headers=tokens["viewer"])  # catches the read tables up
+    assert client.get("/readyz").get_json()["projection_lag"]["events"] == 0
+
+
 def test_openapi_names_the_contract(client):
     spec = client.get("/openapi.json").get_json()
     paths = spec["paths"]
