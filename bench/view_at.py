@@ -37,9 +37,9 @@ COPY = (
 )
 
 
-def _row(i: int, run: int) -> str:
-    """The i-th event as a COPY text line: stream i % 2,000, versions counting per stream."""
-    streams = SERVERS * 2
+def _row(i: int, run: int, servers: int = SERVERS) -> str:
+    """The i-th event as a COPY text line: stream i % (2 x servers), versions per stream."""
+    streams = servers * 2
     server = f"srv-{(i % streams) // 2:04d}"
     component = "web" if i % 2 == 0 else "service"
     at = (T0 + timedelta(seconds=i // PER_COMMIT)).isoformat()
@@ -56,14 +56,14 @@ def _row(i: int, run: int) -> str:
     )
 
 
-def copy_heartbeats(url: str, count: int, chunk: int = 200_000) -> float:
+def copy_heartbeats(url: str, count: int, servers: int = SERVERS, chunk: int = 200_000) -> float:
     """Fill the events table with `count` heartbeats by COPY; returns the seconds it took."""
     started = time.perf_counter()
     run = random.getrandbits(32)
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         for lo in range(0, count, chunk):
             hi = min(lo + chunk, count)
-            text = "".join(_row(i, run) for i in range(lo, hi))
+            text = "".join(_row(i, run, servers) for i in range(lo, hi))
             with conn.cursor() as cur, cur.copy(COPY) as copy:
                 copy.write(text)
             rate = hi / (time.perf_counter() - started)

@@ -12,7 +12,7 @@ from dataclasses import fields
 import orjson
 import sqlalchemy as sa
 
-from projections.state import ClusterState, ComponentState, Configuration, ServerState
+from projections.state import ClusterState, ComponentState, Configuration, ServerState, _utc
 from projections.tables import VIEW, checkpoints, cluster, components, servers
 
 _CHUNK = 400  # keys per DELETE … IN (…): well below SQLite's bound-parameter limit
@@ -62,15 +62,21 @@ def load_state(conn: sa.Connection) -> ClusterState:
     ).first()
     if row is not None:
         state.configuration = Configuration(**orjson.loads(row.configuration))
-        state.recorded_at = row.recorded_at
-        state.monitor_resumed_at = row.monitor_resumed_at
+        state.recorded_at = row.recorded_at and _utc(row.recorded_at)
+        state.monitor_resumed_at = row.monitor_resumed_at and _utc(row.monitor_resumed_at)
     by_name = state.servers
     for name, os_, os_version, ip in conn.execute(
         sa.select(servers.c.name, servers.c.os, servers.c.os_version, servers.c.ip)
     ):
         by_name[name] = ServerState(name, os_, os_version, ip)
+    normalise = conn.dialect.name == "postgresql"  # SQLite values already carry `UTC`
     for values in conn.execute(sa.select(components)):
         component = ComponentState(*values)
+        if normalise:
+            for name in ("last_heartbeat_at", "last_sent_at", "timed_out_at"):
+                value = getattr(component, name)
+                if value is not None:
+                    setattr(component, name, _utc(value))
         server = by_name.get(component.server)
         if server is None:  # cannot happen while writers keep both tables together
             server = by_name[component.server] = ServerState(component.server)

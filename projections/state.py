@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from eventstore.events import (
@@ -130,6 +130,13 @@ def _fields(obj) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
+def _utc(value: datetime) -> datetime:
+    """The same instant with the `UTC` singleton as its zone. psycopg returns the session's
+    ZoneInfo; arithmetic between that and `UTC` datetimes is ~7x slower than between two
+    `UTC` ones, which the view does several times per component on every read."""
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
 def _dt(value):
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
@@ -173,7 +180,7 @@ def _heartbeat(state: ClusterState, e: HeartbeatRecorded, r: RecordedEvent) -> N
     component.product_version = e.product_version
     component.encryption_key_fingerprint = e.encryption_key_fingerprint
     component.message = e.message
-    component.last_heartbeat_at = r.recorded_at
+    component.last_heartbeat_at = _utc(r.recorded_at)
     component.last_heartbeat_position = r.position
     component.last_sent_at = e.sent_at
     component.timed_out_at = None

@@ -45,8 +45,8 @@ def resolve(
                 .order_by(c.position.desc())
                 .limit(1)
             ).one()
-            return last, when
-        at = _aware(at) if at is not None else store.clock()
+            return last, when.astimezone(UTC)
+        at = (_aware(at) if at is not None else store.clock()).astimezone(UTC)
         first = conn.execute(sa.select(c.recorded_at).order_by(c.position).limit(1)).scalar()
         if first is None:
             raise ValueError("the event log is empty: there is no cluster to show at any time")
