@@ -55,6 +55,26 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    IF cardinality(ids) = 1 THEN
+        -- The same insert for one event, without unnest, window and sorts (a third cheaper).
+        RETURN QUERY
+            WITH ins AS (
+                INSERT INTO events AS e (event_id, stream, version, type, schema_version, data,
+                                         metadata, occurred_at, recorded_at)
+                SELECT ids[1], streams[1],
+                       coalesce((SELECT max(e2.version) FROM events e2
+                                 WHERE e2.stream = streams[1]), 0) + 1,
+                       types[1], schema_versions[1], datas[1], metadatas[1], occurred[1],
+                       recorded
+                WHERE NOT EXISTS (SELECT FROM events e3 WHERE e3.event_id = ids[1])
+                RETURNING e.event_id, e.position, e.version
+            ), note AS (
+                SELECT pg_notify(channel, max(ins.position)::text) FROM ins HAVING count(*) > 0
+            )
+            SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, NULL::integer
+            FROM ins LEFT JOIN note ON true;
+        RETURN;
+    END IF;
     -- Stored ids are skipped before the versions are numbered (the window runs after WHERE),
     -- so stream versions stay contiguous. ORDER BY n: positions are drawn in batch order.
     RETURN QUERY
