@@ -191,6 +191,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tail-hours", type=int, default=3)
+    parser.add_argument(
+        "--tail-only", action="store_true", help="skip the whole-range runs (long logs)"
+    )
     args = parser.parse_args()
 
     with scratch_database(BENCH_URL) as url:
@@ -210,8 +213,9 @@ def main() -> None:
         wall: dict[str, list[float]] = {name: [] for name in runs}
         cpu: dict[str, list[float]] = {name: [] for name in runs}
         results = {}
-        fold(store.iter_all(until=end))  # warm-up: pool, caches, page cache; not timed
-        for round_ in range(args.rounds):
+        if not args.tail_only:
+            fold(store.iter_all(until=end))  # warm-up: pool, caches, page cache; not timed
+        for round_ in range(0 if args.tail_only else args.rounds):
             for name, run in runs.items():  # alternating: every variant sees the same weather
                 seconds, cpu_seconds, results[name] = timed(run)
                 wall[name].append(seconds)
@@ -242,14 +246,15 @@ def main() -> None:
                 tail_cpu[name].append(cpu_seconds)
         engine.dispose()
 
-    print(f"\nwhole range, median of {args.rounds} rounds over {count:,} events (PostgreSQL):")
-    _table(runs, wall, cpu, count, "bare replay")
+    if not args.tail_only:
+        print(f"\nwhole range, median of {args.rounds} rounds over {count:,} events (PostgreSQL):")
+        _table(runs, wall, cpu, count, "bare replay")
     print(
         f"\nlast {args.tail_hours} h of the range ({tail_count:,} events), starting from the"
         f" newest snapshot before it (snapshots written in {snapshot_seconds:.1f} s):"
     )
     _table(tail_runs, tail_wall, tail_cpu, tail_count, "bare replay")
-    report = results["report"]
+    report = results["tail report" if args.tail_only else "report"]
     cluster = report["cluster"]
     components = report["components"]
     print(
