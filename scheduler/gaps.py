@@ -1,23 +1,29 @@
 """Monitor gaps: when nobody was watching, record it once instead of flooding timeouts.
 
-The rule:
+The rule, checked by a scheduler when it becomes leader, before its first sweep:
 
-- The monitor was last *alive* at the newest of (a) the last time a leading scheduler recorded
-  that it was watching (`scheduler_liveness.last_seen_at`, written at most every
-  LIVENESS_EVERY seconds while leading) and (b) the `recorded_at` of the newest event in the log
-  (the API was accepting heartbeats then, so components could report).
-- When a scheduler becomes leader at `now` and `now - last_alive` exceeds
-  `gap_threshold = max(2 * heartbeat frequency, 30 s, 3 * sweep interval)`, it appends one
-  `MonitorResumed(down_since=last_alive, resumed_at=now)` before its first sweep. The fold and
-  `rules.deadline` then count every component's deadline from `resumed_at` if that is later
-  than its last heartbeat: one full timeout after the restart, and no timeout at all for
-  components that report within it.
+- `watched_until` = the last time a leading scheduler recorded that it was watching
+  (`scheduler_liveness.last_seen_at`, written at most every LIVENESS_EVERY seconds while it
+  leads); when no scheduler ever led, the `recorded_at` of the newest event in the log.
+- No gap if `now - watched_until <= gap_threshold`, where
+  `gap_threshold = max(2 * heartbeat frequency, 30 s, 3 * sweep interval)`.
+- No gap either if the log shows the API kept recording: the first event recorded after
+  `watched_until` came within `gap_threshold` of it. Only the scheduler was away; components
+  could report, those that did not are truly stale, and their timeouts (emitted now) keep
+  their exact logical expiry.
+- Otherwise the whole monitor was down: append one
+  `MonitorResumed(down_since=watched_until, resumed_at=now)`. The fold and `rules.deadline`
+  then count every component's deadline from `resumed_at` when that is later than its last
+  heartbeat: one full timeout after the restart, no timeout for components that report within
+  it. Heartbeats the API recorded between its restart and this takeover (the API usually comes
+  up first) do not hide the gap: what counts is the silence right after `watched_until`.
 - Why this threshold: after two heartbeat periods of silence every live component has missed
   a beat it could not deliver, so timeouts falling in that window say nothing about the
-  components. Shorter pauses (a leader failover takes a few seconds; liveness rows are at most
-  LIVENESS_EVERY seconds old) are not gaps, and the timeouts they delay are still stamped with
-  their exact logical expiry. A scheduler that was down while the API kept recording heartbeats
-  is not a gap either (b): components could report, and those that did not are truly stale.
+  components. Shorter pauses (a leader failover takes about a second; liveness rows are at most
+  LIVENESS_EVERY seconds old) are not gaps.
+- Known limit: a whole-service outage that starts and ends while the scheduler alone is down
+  (after the API recorded events past `watched_until`) is not detected; its timeouts are
+  emitted with their exact expiry.
 - An empty log (nothing known, nothing to judge) records no gap.
 """
 
@@ -30,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from eventstore.events import MONITOR_STREAM, MonitorResumed
 from eventstore.store import ConcurrencyError, EventStore, NewEvent, RecordedEvent
+from eventstore.tables import events
 from projections.state import Configuration
 from scheduler.tables import scheduler_liveness
 
@@ -64,25 +71,40 @@ def last_liveness(engine: sa.Engine) -> datetime | None:
         return conn.execute(sa.select(sa.func.max(scheduler_liveness.c.last_seen_at))).scalar()
 
 
+def _first_recorded_after(engine: sa.Engine, moment: datetime) -> datetime | None:
+    """One probe of the recorded_at index."""
+    with engine.connect() as conn:
+        query = sa.select(sa.func.min(events.c.recorded_at)).where(events.c.recorded_at > moment)
+        return conn.execute(query).scalar()
+
+
+def _last_recorded(engine: sa.Engine) -> datetime | None:
+    with engine.connect() as conn:
+        last = sa.select(sa.func.max(events.c.position)).scalar_subquery()
+        return conn.execute(
+            sa.select(events.c.recorded_at).where(events.c.position == last)
+        ).scalar()
+
+
 def resume_after_gap(
     store: EventStore,
     now: datetime,
     *,
-    last_event_at: datetime | None,
     config: Configuration,
     sweep_interval_seconds: float,
     detector: str,
 ) -> RecordedEvent | None:
-    """Append `MonitorResumed` if the monitor was down longer than the gap threshold (see the
-    module docstring); returns it, or None when there was no gap. Call it on becoming leader,
-    before the first sweep, with the index's state followed up to date."""
-    seen = [t for t in (last_liveness(store.engine), last_event_at) if t is not None]
-    if not seen:
+    """Append `MonitorResumed` if the monitor was down (see the module docstring); returns it,
+    or None when there was no gap."""
+    engine = store.engine
+    threshold = gap_threshold(config, sweep_interval_seconds)
+    watched_until = last_liveness(engine) or _last_recorded(engine)
+    if watched_until is None or now - watched_until <= threshold:
         return None
-    last_alive = max(seen)
-    if now - last_alive <= gap_threshold(config, sweep_interval_seconds):
+    api_back = _first_recorded_after(engine, watched_until)
+    if api_back is not None and api_back - watched_until <= threshold:
         return None
-    event = MonitorResumed(down_since=last_alive, resumed_at=now, detector=detector)
+    event = MonitorResumed(down_since=watched_until, resumed_at=now, detector=detector)
     try:
         result = store.append(
             [NewEvent(event)], expected_version=store.stream_version(MONITOR_STREAM)

@@ -96,7 +96,6 @@ class SchedulerService:
         gap = resume_after_gap(
             self.store,
             now,
-            last_event_at=state.recorded_at,
             config=state.configuration,
             sweep_interval_seconds=self.sweep_interval_seconds,
             detector=self.detector,

@@ -176,6 +176,9 @@ def test_a_heartbeat_that_arrived_in_time_beats_a_sweep_that_judged_before_it(st
     assert event.event.expired_at == start + timedelta(seconds=599)
 
 
+GAP_ARGS = {"sweep_interval_seconds": 1, "detector": "sched-b"}
+
+
 def test_after_a_monitor_gap_every_component_gets_one_full_timeout(store, clock):
     start = clock.now
     for name in ("app01", "app02", "app03"):
@@ -186,14 +189,7 @@ def test_after_a_monitor_gap_every_component_gets_one_full_timeout(store, clock)
 
     index = DeadlineIndex()
     index.follow(store)
-    gap = resume_after_gap(
-        store,
-        resumed,
-        last_event_at=index.state.recorded_at,
-        config=index.state.configuration,
-        sweep_interval_seconds=1,
-        detector="sched-b",
-    )
+    gap = resume_after_gap(store, resumed, config=index.state.configuration, **GAP_ARGS)
     assert gap.event == MonitorResumed(
         down_since=start + timedelta(seconds=10), resumed_at=resumed, detector="sched-b"
     )
@@ -208,40 +204,50 @@ def test_after_a_monitor_gap_every_component_gets_one_full_timeout(store, clock)
     assert {r.event.expired_at for r in swept} == {resumed + timedelta(seconds=300)}
 
 
-def test_a_short_pause_or_a_running_api_is_not_a_monitor_gap(store, clock):
+def test_heartbeats_recorded_before_the_scheduler_is_back_do_not_hide_the_gap(store, clock):
+    """The usual restart: the API comes up first and records heartbeats, the scheduler takes
+    over a few seconds later. The silence after the last liveness is what counts."""
+    start = clock.now
+    beat(store, "app01")
+    beat(store, "app02")
+    record_liveness(store.engine, "sched-a", start, start)
+    clock.advance(hours=1)
+    api_back = clock.now
+    beat(store, "app02")  # the API is back first
+    clock.advance(seconds=5)
+
+    config = fold([]).configuration
+    gap = resume_after_gap(store, clock.now, config=config, **GAP_ARGS)
+    assert (gap.event.down_since, gap.event.resumed_at) == (start, api_back + timedelta(seconds=5))
+    assert emit_timeouts(store, clock.now) == []  # app01 is not flooded out
+
+
+def test_a_short_pause_or_a_scheduler_alone_down_is_not_a_monitor_gap(store, clock):
     start = clock.now
     beat(store, "app01")
     record_liveness(store.engine, "sched-a", start, start)
-    kwargs = {"config": fold([]).configuration, "sweep_interval_seconds": 1, "detector": "b"}
+    config = fold([]).configuration
 
     # 25 s without a scheduler: below the 30 s floor (and 2 heartbeat periods = 60 s).
-    assert (
-        resume_after_gap(store, start + timedelta(seconds=25), last_event_at=start, **kwargs)
-        is None
-    )
-    # The scheduler was down for an hour but heartbeats kept being recorded: components could
-    # report, so the timeouts that fell in that hour are real and keep their exact expiry.
-    clock.advance(seconds=3590)
-    beat(store, "app02")
-    later = start + timedelta(hours=1)
-    assert resume_after_gap(store, later, last_event_at=clock.now, **kwargs) is None
-    [event] = emit_timeouts(store, later)
+    assert resume_after_gap(store, start + timedelta(seconds=25), config=config, **GAP_ARGS) is None
+    # The scheduler was down for an hour but the API kept recording heartbeats: components
+    # could report, so the timeouts that fell in that hour are real and keep their exact expiry.
+    for _ in range(180):
+        clock.advance(seconds=20)
+        store.append([NewEvent(HeartbeatRecorded("app02", "service", sent_at=clock.now))])
+    assert resume_after_gap(store, clock.now, config=config, **GAP_ARGS) is None
+    [event] = emit_timeouts(store, clock.now)
     assert (event.event.server, event.event.expired_at) == ("app01", start + timedelta(seconds=300))
 
 
-def test_an_empty_log_records_no_gap(store, clock):
+def test_without_any_liveness_the_log_tells_whether_the_monitor_was_down(store, clock):
     config = fold([]).configuration
-    assert (
-        resume_after_gap(
-            store,
-            clock.now,
-            last_event_at=None,
-            config=config,
-            sweep_interval_seconds=1,
-            detector="x",
-        )
-        is None
-    )
+    assert resume_after_gap(store, clock.now, config=config, **GAP_ARGS) is None  # empty log
+    start = clock.now
+    beat(store, "app01")
+    assert resume_after_gap(store, start + timedelta(seconds=20), config=config, **GAP_ARGS) is None
+    gap = resume_after_gap(store, start + timedelta(hours=1), config=config, **GAP_ARGS)
+    assert gap.event.down_since == start
 
 
 @pytest.mark.parametrize("seed", [1, 2])
