@@ -150,7 +150,10 @@ def references(state: ClusterState, current: set[tuple[str, str]]) -> References
     keys: Counter = Counter()
     for c in components:
         if c.product and c.product_version:
-            by_product.setdefault(c.product, Counter())[c.product_version] += 1
+            counts = by_product.get(c.product)
+            if counts is None:
+                counts = by_product[c.product] = Counter()
+            counts[c.product_version] += 1
         if c.encryption_key_fingerprint:
             keys[c.encryption_key_fingerprint] += 1
     versions = {
@@ -166,17 +169,24 @@ def references(state: ClusterState, current: set[tuple[str, str]]) -> References
 
 
 def version_in_sync(server: ServerState, refs: References) -> bool | None:
-    reported = [c for c in server.components.values() if c.product and c.product_version]
-    if not reported:
-        return None
-    return all(refs.versions.get(c.product) == c.product_version for c in reported)
+    # Plain loops: this runs for every server on every read.
+    result = None
+    for c in server.components.values():
+        if c.product and c.product_version:
+            if refs.versions.get(c.product) != c.product_version:
+                return False
+            result = True
+    return result
 
 
 def key_in_sync(server: ServerState, refs: References) -> bool | None:
-    reported = [c for c in server.components.values() if c.encryption_key_fingerprint]
-    if not reported:
-        return None
-    return all(c.encryption_key_fingerprint == refs.fingerprint for c in reported)
+    result = None
+    for c in server.components.values():
+        if c.encryption_key_fingerprint:
+            if c.encryption_key_fingerprint != refs.fingerprint:
+                return False
+            result = True
+    return result
 
 
 def server_health(
