@@ -4,7 +4,9 @@ The rule, checked by a scheduler when it becomes leader, before its first sweep:
 
 - `watched_until` = the last time a leading scheduler recorded that it was watching
   (`scheduler_liveness.last_seen_at`, written at most every LIVENESS_EVERY seconds while it
-  leads); when no scheduler ever led, the `recorded_at` of the newest event in the log.
+  leads), or the `resumed_at` of the last recorded gap if later (a gap is recorded once, even
+  if an API process recorded it at its start-up before the scheduler was back); when neither
+  exists, the `recorded_at` of the newest event in the log.
 - No gap if `now - watched_until <= gap_threshold`, where
   `gap_threshold = max(2 * heartbeat frequency, 30 s, 3 * sweep interval)`.
 - No gap either if the log shows the API kept recording: the first event recorded after
@@ -86,6 +88,15 @@ def _last_recorded(engine: sa.Engine) -> datetime | None:
         ).scalar()
 
 
+def _last_resumed(store: EventStore, monitor_version: int) -> datetime | None:
+    """When the last recorded gap ended: a gap already recorded (by another scheduler, or by
+    an API process at start-up) is not recorded again."""
+    if not monitor_version:
+        return None
+    [last] = store.read_stream(MONITOR_STREAM, from_version=monitor_version)
+    return getattr(last.event, "resumed_at", None)
+
+
 def resume_after_gap(
     store: EventStore,
     now: datetime,
@@ -98,7 +109,9 @@ def resume_after_gap(
     or None when there was no gap."""
     engine = store.engine
     threshold = gap_threshold(config, sweep_interval_seconds)
-    watched_until = last_liveness(engine) or _last_recorded(engine)
+    monitor_version = store.stream_version(MONITOR_STREAM)
+    known = [t for t in (last_liveness(engine), _last_resumed(store, monitor_version)) if t]
+    watched_until = max(known) if known else _last_recorded(engine)
     if watched_until is None or now - watched_until <= threshold:
         return None
     api_back = _first_recorded_after(engine, watched_until)
@@ -106,9 +119,7 @@ def resume_after_gap(
         return None
     event = MonitorResumed(down_since=watched_until, resumed_at=now, detector=detector)
     try:
-        result = store.append(
-            [NewEvent(event)], expected_version=store.stream_version(MONITOR_STREAM)
-        )
+        result = store.append([NewEvent(event)], expected_version=monitor_version)
     except ConcurrencyError:  # another scheduler recorded this gap a moment ago
         return None
     return result.recorded[0]

@@ -319,3 +319,20 @@ def test_an_index_started_from_a_snapshot_emits_what_a_full_fold_emits(store, cl
     assert sorted(r.event.server for r in swept) == ["app00", "app01", "app02", "app04"]
     assert {r.event.expired_at for r in swept} == {start + timedelta(seconds=200)}
     assert emit_timeouts(store, start + timedelta(seconds=300), index=index) == []  # app03, app09
+
+
+def test_a_gap_already_recorded_is_not_recorded_again(store, clock):
+    """An API process may record the gap at its start-up (same function, its own detector);
+    the scheduler taking over a few seconds later does not record a second one."""
+    start = clock.now
+    beat(store, "app01")
+    record_liveness(store.engine, "sched-a", start, start)
+    clock.advance(hours=1)
+    config = fold([]).configuration
+    first = resume_after_gap(
+        store, clock.now, config=config, sweep_interval_seconds=1, detector="api"
+    )
+    assert first is not None
+    beat(store, "app01")
+    clock.advance(seconds=5)
+    assert resume_after_gap(store, clock.now, config=config, **GAP_ARGS) is None
