@@ -144,6 +144,7 @@ def test_a_viewer_sees_the_cluster_and_a_service_turning_stale_live(page, cluste
     expect(row(page, "node02")).to_have_attribute("data-health", "error")
     expect(cell(page, "node01", "service")).to_have_attribute("data-state", "current")
     assert page.evaluate("window.layoutShift") == 0, "live updates moved the page"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, "wider than 1280 px"
 
     # Its history, from the history endpoint, shows the timeout the scheduler recorded.
     service.get_by_role("button", name="History of the Service component of node02").click()
