@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
@@ -55,6 +57,25 @@ def _serve(app: Flask, host: str, port: int, workers: int) -> None:
     Server().run()
 
 
+def _record_monitor_gap(app: Flask) -> None:
+    """Before serving: if the whole service was down, record the gap now, so the components
+    whose first heartbeats arrive before the scheduler is back get one full timeout instead of
+    a flood of late timeouts (the scheduler will not record the same gap twice)."""
+    import socket
+
+    from api.app import services
+    from scheduler.gaps import resume_after_gap
+
+    svc = services(app)
+    resume_after_gap(
+        svc.store,
+        svc.clock(),
+        config=svc.commands.configuration(),
+        sweep_interval_seconds=float(app.config["SWEEP_INTERVAL_SECONDS"]),
+        detector=f"api:{socket.gethostname()}:{os.getpid()}",
+    )
+
+
 @click.command("serve", help="Migrate, then serve the API and dashboard with gunicorn.")
 @click.option("--host", default=None, help="bind address [CLUSTERMON_HOST]")
 @click.option("--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
@@ -63,6 +84,7 @@ def _serve(app: Flask, host: str, port: int, workers: int) -> None:
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     app = current_app._get_current_object()
     migrations.upgrade(app.config["DATABASE_URL"])
+    _record_monitor_gap(app)
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
@@ -87,6 +109,7 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     app = current_app._get_current_object()
     svc = services(app)
     migrations.upgrade(app.config["DATABASE_URL"])
+    _record_monitor_gap(app)
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     url = f"http://{host}:{port}"
