@@ -21,6 +21,7 @@ import uuid
 from datetime import timedelta
 
 import psycopg
+import sqlalchemy as sa
 
 from bench.common import T0, libpq, scratch_database
 from eventstore import EventStore, create_engine
@@ -99,9 +100,13 @@ def main() -> None:
 
         snapshots.take_snapshot(store, every_events=args.every, progress=progress)
         print(file=sys.stderr)
+        with engine.connect() as conn:
+            count, size = conn.execute(
+                sa.text("SELECT count(*), avg(octet_length(state)) FROM projection_snapshots")
+            ).one()
         print(
-            f"snapshots every {args.every:,} events written in"
-            f" {time.perf_counter() - started:.0f} s"
+            f"{count:,} snapshots (every {args.every:,} events, {size / 1024:,.0f} KiB each"
+            f" compressed) written in {time.perf_counter() - started:.0f} s"
         )
 
         end = T0 + timedelta(seconds=(args.events - 1) // PER_COMMIT)

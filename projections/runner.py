@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 
 import sqlalchemy as sa
 
@@ -27,6 +28,16 @@ log = logging.getLogger(__name__)
 CHANNEL = "clustermon_events"  # the store NOTIFYs it with the new head position
 
 
+# The folded state as of a checkpoint (generation, position), per engine and shared by every
+# runner of the process (the API builds one per request), so a busy runner does not re-read
+# 20,000 rows for every batch. Only the holder of the checkpoint lock takes it out and puts it
+# back after its commit; anyone else moving the checkpoint (another process, a rebuild) changes
+# the key, and the state is re-read from the tables under the lock.
+_states: weakref.WeakKeyDictionary[sa.Engine, tuple[tuple[int, int], ClusterState]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class ProjectionRunner:
     def __init__(
         self, store: EventStore, *, batch_size: int = 2_000, poll_interval: float = 1.0
@@ -35,11 +46,6 @@ class ProjectionRunner:
         self.engine = store.engine
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        # The state as of (generation, position), so a busy runner does not re-read the tables
-        # for every batch. Anyone else moving the checkpoint (another process, a rebuild)
-        # changes the key and the state is re-read under the lock.
-        self._state: ClusterState | None = None
-        self._key: tuple[int, int] | None = None
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -76,18 +82,20 @@ class ProjectionRunner:
         return total
 
     def _batch(self, size: int) -> int | None:
-        try:
-            with write_connection(self.engine) as conn, conn.begin():
+        with write_connection(self.engine) as conn:
+            with conn.begin():
                 locked = readmodel.lock_checkpoint(conn, wait=False)
                 if locked is None:
                     return None
                 key = (locked.generation, locked.position)
-                if self._state is None or self._key != key:
-                    self._state = readmodel.load_state(conn)
-                    self._key = key
-                state = self._state
+                cached = _states.get(self.engine)
+                _states.pop(self.engine, None)  # ours alone until we put it back
+                state = cached[1] if cached is not None and cached[0] == key else None
+                if state is None:
+                    state = readmodel.load_state(conn)
                 batch = self.store.read_all(after=locked.position, limit=size)
                 if not batch:
+                    _states[self.engine] = (key, state)
                     return 0
                 dirty: set[tuple[str, str]] = set()
                 for recorded in batch:
@@ -100,12 +108,10 @@ class ProjectionRunner:
                 readmodel.write_changes(
                     conn, state, dirty, applied=len(batch), now=self.store.clock()
                 )
-                self._key = (locked.generation, state.position)
-                return len(batch)
-        except BaseException:
-            # The fold mutated the cached state in place: it no longer matches the tables.
-            self._state = self._key = None
-            raise
+            # Committed: the state now matches the tables at the new checkpoint. (On an error
+            # it is simply not put back: the fold mutated it in place.)
+            _states[self.engine] = ((locked.generation, state.position), state)
+            return len(batch)
 
     # --- lag --------------------------------------------------------------------------------
 

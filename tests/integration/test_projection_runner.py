@@ -226,3 +226,21 @@ def test_current_view_is_evaluated_at_now(store, clock):
     after = current_view(store.engine, start + timedelta(minutes=5, seconds=1))
     assert at_expiry["servers"][0]["components"][0]["heartbeat"]["state"] == "current"
     assert after["servers"][0]["components"][0]["heartbeat"]["state"] == "stale"
+
+
+def test_runners_of_one_process_share_the_folded_state(store, monkeypatch):
+    """The API builds a runner per request: only the first may read the whole read tables."""
+    store.append([ps.beat(store, "a")])
+    ProjectionRunner(store).catch_up()
+    loads = []
+    real = readmodel.load_state
+    monkeypatch.setattr(readmodel, "load_state", lambda conn: loads.append(1) or real(conn))
+    for name in ("b", "c", "d"):
+        store.append([ps.beat(store, name)])
+        assert ProjectionRunner(store).catch_up() == 1
+    assert loads == []
+    rebuild(store)  # moves the generation: the shared state no longer matches
+    store.append([ps.beat(store, "e")])
+    assert ProjectionRunner(store).catch_up() == 1
+    assert loads == [1]
+    assert sorted(_servers(store.engine, store.clock())) == ["a", "b", "c", "d", "e"]
