@@ -13,6 +13,11 @@ from api.problems import Problem
 from api.schemas import ClusterQuerySchema, ConfigurationOutSchema, ConfigurationPatchSchema
 from eventstore.decisions import InvalidConfiguration, NotInCluster
 from eventstore.events import COMPONENTS
+from projections import read, timetravel
+from projections.history import component_history as history
+from projections.runner import ProjectionRunner
+from projections.state import fold
+from projections.view import cluster_view
 
 blp = Blueprint("cluster", __name__, url_prefix="/api/v1", description="The cluster view")
 
@@ -28,14 +33,18 @@ _patch = ConfigurationPatchSchema()
 )
 @require("viewer")
 def get_cluster(at=None, position=None):
-    from projections import read, timetravel
-    from projections.runner import ProjectionRunner
-
     svc = services(current_app)
     if at is None and position is None:
-        # Read-your-writes: fold what was committed before this request into the read tables.
+        # Read-your-writes: everything committed before this request is in the answer.
+        head = svc.store.head_position()
         ProjectionRunner(svc.store).catch_up()
-        return read.current_view(svc.engine, svc.clock())
+        state = read.current_state(svc.engine)
+        if state.position < head:
+            # Another process holds the projection lock and has not committed yet: fold the
+            # missing tail in memory (on a copy: the cached state is shared).
+            tail = svc.store.read_all(state.position, None, up_to=head)
+            state = fold(tail, state.copy())
+        return cluster_view(state, svc.clock())
     try:
         return timetravel.view_at(svc.store, at=at, position=position)
     except ValueError as exc:
@@ -100,8 +109,6 @@ def delete_component(server: str, component: str):
 @blp.doc(summary="State transitions of a component over time, each with its reason")
 @require("viewer")
 def component_history(server: str, component: str):
-    from projections.history import component_history as history
-
     _component_path(server, component)
     transitions = history(services(current_app).store, server, component)
     if not transitions:

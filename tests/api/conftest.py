@@ -23,13 +23,23 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def tokens(app):
+def _tokens(app):
     svc = services(app)
     return {
         role: {"Authorization": f"Bearer {create_token(svc.engine, svc.clock, role + '-1', role)}"}
         for role in ("agent", "viewer", "admin")
     }
+
+
+@pytest.fixture
+def tokens(app):
+    return _tokens(app)
+
+
+@pytest.fixture
+def tokens_for_url():
+    """Tokens for an app a test builds itself."""
+    return _tokens
 
 
 def fingerprint(key: str) -> str:

@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+import pytest
+
 from tests.api.conftest import fingerprint, heartbeat
 
 
@@ -145,3 +147,26 @@ def test_history_lists_transitions_with_reasons(client, tokens, post, clock):
         "/api/v1/servers/ghost/components/service/history", headers=tokens["viewer"]
     )
     assert missing.status_code == 404
+
+
+@pytest.mark.postgres
+def test_reads_see_every_committed_write_while_another_process_projects(
+    pg_database_url, clock, tokens_for_url
+):
+    """The runner of another process holds the checkpoint lock: the view must still show what
+    was committed before the request."""
+    from api.app import create_app, services
+    from eventstore.db import write_connection
+    from projections import readmodel
+
+    app = create_app({"DATABASE_URL": pg_database_url, "CLOCK": clock, "TESTING": True})
+    client, tokens = app.test_client(), tokens_for_url(app)
+    client.post("/api/v1/heartbeats", json=heartbeat(server="first"), headers=tokens["agent"])
+    client.get("/api/v1/cluster", headers=tokens["viewer"])  # projected up to here
+    engine = services(app).engine
+    with write_connection(engine) as other, other.begin():
+        readmodel.lock_checkpoint(other, wait=True)  # "another process" is projecting
+        client.post("/api/v1/heartbeats", json=heartbeat(server="second"), headers=tokens["agent"])
+        view = _view(client, tokens)
+    assert [s["name"] for s in view["servers"]] == ["first", "second"]
+    engine.dispose()
