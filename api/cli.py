@@ -136,7 +136,8 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     click.echo(
         f"\nclustermon is starting on {url}/ (database: {app.config['DATABASE_URL']})\n"
         f"admin token (shown once): {admin}\n"
-        f"try:  curl -H 'Authorization: Bearer {admin}' {url}/api/v1/cluster\n"
+        f"dashboard: {url}/  (sign in with the token)\n"
+        f"API:  curl -H 'Authorization: Bearer {admin}' {url}/api/v1/cluster\n"
         f"docs: {url}/docs\n",
         err=True,
     )
