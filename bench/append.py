@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -112,46 +113,72 @@ def take_turns(url: str, names: list[str], batch: int, batches: int, per_turn: i
 
 
 # --- concurrent writer processes, one event per transaction ----------------------------------
+# The same idea with processes: every variant has its WRITERS processes started up front; they
+# wait on a barrier, write one slice, meet at a second barrier, and the variants take turns.
 
 
-def _writer(kind: str, url: str, index: int, count: int, barrier, serialize: bool) -> None:
+def _writer(kind, url, index, slices, per_slice, start, end, serialize) -> None:
     if kind == "store":
         engine = create_engine(url)
         store = EventStore(engine, serialize_appends=serialize)
         # Writer k appends heartbeats k, k+4, k+8...: disjoint streams, so that the run without
         # the lock measures the lock and not version conflicts.
         store.append(new_events(10**9 + index, 1, step=WRITERS))
-        work = new_events(index, count, step=WRITERS)
-        barrier.wait()
-        for new in work:
-            store.append([new])
+        work = new_events(index, slices * per_slice, step=WRITERS)
+        for s in range(slices):
+            start.wait()
+            for new in work[s * per_slice : (s + 1) * per_slice]:
+                store.append([new])
+            end.wait()
         engine.dispose()
     else:
-        rows = RawRows().take(count)
+        rows = RawRows().take(slices * per_slice)
         with psycopg.connect(libpq(url)) as conn, conn.cursor() as cur:
-            barrier.wait()
-            for row in rows:
-                cur.execute(RAW_INSERT, row)
-                conn.commit()
+            for s in range(slices):
+                start.wait()
+                for row in rows[s * per_slice : (s + 1) * per_slice]:
+                    cur.execute(RAW_INSERT, row)
+                    conn.commit()
+                end.wait()
 
 
-def concurrent_one_per_tx(kind: str, url: str, count: int, *, serialize: bool = True) -> float:
+def concurrent_turns(url: str, slices: int, per_slice: int) -> dict[str, float]:
+    """events/s of 4 writer processes, one event per transaction, for each variant."""
+    truncate(url)
+    variants = {
+        "store": ("store", True),
+        "raw INSERT+COMMIT": ("raw", True),
+        "store, lock off (info)": ("store", False),
+    }
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(WRITERS + 1)
+    barriers = {v: (ctx.Barrier(WRITERS + 1), ctx.Barrier(WRITERS + 1)) for v in variants}
     procs = [
-        ctx.Process(target=_writer, args=(kind, url, i, count, barrier, serialize))
+        ctx.Process(
+            target=_writer,
+            args=(kind, url, i, slices, per_slice, *barriers[v], serialize),
+        )
+        for v, (kind, serialize) in variants.items()
         for i in range(WRITERS)
     ]
     for p in procs:
         p.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for p in procs:
-        p.join()
-    seconds = time.perf_counter() - start
+    spent = dict.fromkeys(variants, 0.0)
+    try:
+        for _ in range(slices):
+            for v in variants:
+                start, end = barriers[v]
+                start.wait(timeout=600)
+                t = time.perf_counter()
+                end.wait(timeout=600)
+                spent[v] += time.perf_counter() - t
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
     if any(p.exitcode for p in procs):
-        raise RuntimeError(f"a {kind} writer failed")
-    return WRITERS * count / seconds
+        raise RuntimeError("a writer process failed")
+    return {v: WRITERS * slices * per_slice / seconds for v, seconds in spent.items()}
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -174,16 +201,8 @@ def one_round(url: str, scale: float) -> dict[tuple[str, str], float]:
         rates["100/tx", name] = rate
     for name, rate in take_turns(url, BATCH_VARIANTS, 1000, n(24), 1).items():
         rates["1000/tx", name] = rate
-    # Processes cannot take turns cheaply: these run one after the other.
-    for name, kind, serialize in [
-        ("store", "store", True),
-        ("raw INSERT+COMMIT", "raw", True),
-        ("store, lock off (info)", "store", False),
-    ]:
-        truncate(url)
-        rates["1/tx, 4 writers", name] = concurrent_one_per_tx(
-            kind, url, n(400), serialize=serialize
-        )
+    for name, rate in concurrent_turns(url, 8, n(50)).items():
+        rates["1/tx, 4 writers", name] = rate
     return rates
 
 
@@ -192,6 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the event counts")
     args = parser.parse_args(argv)
+    # A terminated run still drops its scratch database (the `finally` of scratch_database).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     rates: dict[tuple[str, str], list[float]] = defaultdict(list)
     with scratch_database() as url:

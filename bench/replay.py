@@ -12,6 +12,7 @@ orjson.loads of both JSON columns (what any decoder must do at least).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -110,6 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    # A terminated run still drops its scratch database (the `finally` of scratch_database).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     rates: dict[str, list[float]] = {"store iter_all": [], "raw fetch": [], "raw fetch+loads": []}
     with scratch_database() as url:

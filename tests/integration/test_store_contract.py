@@ -302,6 +302,16 @@ def test_a_retried_batch_is_reported_as_duplicates_and_not_stored_twice(store, e
     assert mixed.duplicates == [batch[0].event_id, batch[1].event_id]
     assert [(r.stream, r.version) for r in mixed.recorded] == [("a/service", 3), ("b/service", 2)]
 
+    # The same with a batch large enough for PostgreSQL's COPY path.
+    large = [beat("a") for _ in range(40)]
+    store.append(large[:10])
+    result = store.append([*large, beat("b")], expected_version={"a/service": 13})
+    assert result.duplicates == [n.event_id for n in large[:10]]
+    assert [r.version for r in result.recorded] == [*range(14, 44), 3]
+    assert [r.event_id for r in store.read_stream("a/service", 14)] == [
+        n.event_id for n in large[10:]
+    ]
+
 
 def test_two_writers_racing_with_the_same_ids_store_them_once(database_url, clock):
     """Threads with their own engines, released together, append the same batches."""
@@ -309,7 +319,9 @@ def test_two_writers_racing_with_the_same_ids_store_them_once(database_url, cloc
     rounds = 8
     engines = [create_engine(database_url) for _ in range(writers)]
     stores = [EventStore(e, clock) for e in engines]
-    batches = [[beat(f"srv{r}-{i}") for i in range(20)] for r in range(rounds)]
+    # Small and large batches: PostgreSQL appends them in two ways (one statement; COPY).
+    sizes = [5 if r % 2 else 40 for r in range(rounds)]
+    batches = [[beat(f"srv{r}-{i % 7}") for i in range(sizes[r])] for r in range(rounds)]
     barrier = threading.Barrier(writers)
     results: list[list] = [[] for _ in range(writers)]
     errors: list[BaseException] = []
@@ -333,8 +345,8 @@ def test_two_writers_racing_with_the_same_ids_store_them_once(database_url, cloc
         e.dispose()
 
     assert errors == []
-    assert len(log) == rounds * 20
-    assert len({r.event_id for r in log}) == rounds * 20
+    assert len(log) == sum(sizes)
+    assert len({r.event_id for r in log}) == sum(sizes)
     for r, batch in enumerate(batches):
         ids = [n.event_id for n in batch]
         recorded = [ev.event_id for k in range(writers) for ev in results[k][r].recorded]
@@ -407,6 +419,8 @@ def test_each_append_notifies_its_last_position_once_committed(pg_database_url):
 
         result = store.append([beat("a"), beat("b"), beat("c")])
         assert heard() == [str(result.last_position)]
+        large = store.append([beat(f"n{i}") for i in range(40)])  # the COPY path
+        assert heard() == [str(large.last_position)]
 
         with write_connection(engine) as conn:
             with conn.begin():

@@ -124,3 +124,20 @@ def test_a_row_becomes_the_same_recorded_event_as_the_dataclass_builds():
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.position = 8
+
+
+def test_records_never_share_their_metadata():
+    event = SAMPLES[1]
+    data = orjson.dumps(event).decode()
+    meta = '{"actor":"agent-1","source":"10.0.0.5"}'
+    nested = '{"actor":"admin","changes":{"a":[1,2]}}'
+    rows = [(i, uuid.uuid4(), event.stream, i, event.type, 2, data, meta, T, T) for i in (1, 2)]
+    first, second = (_recorded(row) for row in rows)
+
+    first.metadata["actor"] = "tampered"
+
+    assert second.metadata == {"actor": "agent-1", "source": "10.0.0.5"}
+    assert _recorded(rows[0]).metadata == {"actor": "agent-1", "source": "10.0.0.5"}
+    one, two = (_recorded((*rows[0][:7], nested, T, T)) for _ in range(2))
+    one.metadata["changes"]["a"].append(3)
+    assert two.metadata == {"actor": "admin", "changes": {"a": [1, 2]}}
