@@ -70,7 +70,7 @@ def at_command(time: datetime | None, position: int | None) -> None:
 
 @click.command("snapshot", help="Write the snapshots that are due (with --force: at the head).")
 @click.option("--force", is_flag=True, help="snapshot the head even if none is due")
-@click.option("--every-events", type=int, default=None, help="cadence in events [2000]")
+@click.option("--every-events", type=int, default=None, help="cadence in events [1000]")
 @with_appcontext
 def snapshot_command(force: bool, every_events: int | None) -> None:
     from projections import snapshots

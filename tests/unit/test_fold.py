@@ -115,3 +115,23 @@ def test_apply_ignores_events_it_does_not_know_but_moves_the_position():
     object.__setattr__(recorded, "position", 9)
     apply(state, recorded)
     assert state.position == 9 and len(list(state.components())) == 1
+
+
+def test_snapshot_encoding_round_trips_and_reads_the_old_format():
+    import zlib
+
+    import orjson
+
+    from projections import snapshots
+
+    log = Log()
+    log.heartbeat("srv1", "web", message="hi", ip="10.0.0.1")
+    log.heartbeat("srv2", "service", status="error")
+    log.configure(stale_timeout_seconds=120)
+    log.advance(minutes=10)
+    log.timed_out("srv1", "web", T0 + timedelta(minutes=2))
+    log.resumed(T0)
+    state = fold(log.events)
+    assert snapshots.decode(snapshots.encode(state)) == state
+    old = zlib.compress(orjson.dumps(state.to_dict()))
+    assert snapshots.decode(old) == state
