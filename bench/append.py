@@ -23,6 +23,7 @@ import psycopg
 
 from bench.common import (
     PLAIN_TABLE_DDL,
+    T0,
     RawRows,
     libpq,
     median_rate,
@@ -30,6 +31,8 @@ from bench.common import (
     scratch_database,
 )
 from eventstore import EventStore, create_engine
+from eventstore.events import HeartbeatRecorded
+from eventstore.store import NewEvent
 
 RAW_INSERT = (
     f"INSERT INTO raw_events ({RawRows.COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -118,12 +121,24 @@ def take_turns(url: str, names: list[str], batch: int, batches: int, per_turn: i
 
 
 def _writer(kind, url, index, slices, per_slice, start, end, serialize) -> None:
+    try:
+        _write_slices(kind, url, index, slices, per_slice, start, end, serialize)
+    except BaseException:
+        start.abort()  # the parent fails at once instead of waiting for this writer
+        end.abort()
+        raise
+
+
+def _write_slices(kind, url, index, slices, per_slice, start, end, serialize) -> None:
     if kind == "store":
         engine = create_engine(url)
         store = EventStore(engine, serialize_appends=serialize)
+        # Warm up on a stream of this writer alone: the writers of the lock-off variant start
+        # at the same time, and an append without the lock must not race one with it.
+        warm = HeartbeatRecorded(server=f"warm-{serialize}-{index}", component="web", sent_at=T0)
+        store.append([NewEvent(warm)])
         # Writer k appends heartbeats k, k+4, k+8...: disjoint streams, so that the run without
         # the lock measures the lock and not version conflicts.
-        store.append(new_events(10**9 + index, 1, step=WRITERS))
         work = new_events(index, slices * per_slice, step=WRITERS)
         for s in range(slices):
             start.wait()
@@ -167,9 +182,9 @@ def concurrent_turns(url: str, slices: int, per_slice: int) -> dict[str, float]:
         for _ in range(slices):
             for v in variants:
                 start, end = barriers[v]
-                start.wait(timeout=600)
+                start.wait(timeout=120)
                 t = time.perf_counter()
-                end.wait(timeout=600)
+                end.wait(timeout=120)
                 spent[v] += time.perf_counter() - t
     finally:
         for p in procs:
