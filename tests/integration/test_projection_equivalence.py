@@ -82,6 +82,10 @@ def _play(store, runner, ops) -> None:
             clock.advance(seconds=op[1])
         elif kind == "catch_up":
             runner.catch_up(limit=op[1])
+            # The reader follows the runner incrementally: equal to the fold at its checkpoint.
+            checkpoint = runner.lag()["checkpoint"]
+            upto = [r for r in store.iter_all() if r.position <= checkpoint]
+            assert current_view(store.engine, clock()) == cluster_view(fold(upto), clock())
         elif kind == "snapshot":
             snapshots.take_snapshot(store, every_events=op[1], every_seconds=None)
         if kind != "wait":

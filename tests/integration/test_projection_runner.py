@@ -244,3 +244,25 @@ def test_runners_of_one_process_share_the_folded_state(store, monkeypatch):
     assert ProjectionRunner(store).catch_up() == 1
     assert loads == [1]
     assert sorted(_servers(store.engine, store.clock())) == ["a", "b", "c", "d", "e"]
+
+
+def test_a_reader_follows_incrementally_without_changing_what_others_hold(store, clock):
+    runner = ProjectionRunner(store)
+    store.append([ps.beat(store, "a"), ps.beat(store, "b", "web")])
+    runner.catch_up()
+    held = current_state(store.engine)  # a request still evaluating this state
+    held_before = held.copy()
+    store.append([ps.beat(store, "a", status="error"), ps.remove("b", "web")])
+    store.append([ps.configure(stale_timeout_seconds=60), ps.beat(store, "c")])
+    runner.catch_up()
+    loads = []
+    real = readmodel.load_state
+    try:
+        readmodel.load_state = lambda conn: loads.append(1) or real(conn)
+        newer = current_state(store.engine)
+    finally:
+        readmodel.load_state = real
+    assert loads == []  # folded the 4 new events, did not re-read the tables
+    assert held == held_before
+    assert newer == fold(store.iter_all())
+    assert newer.servers["c"] is not None and "b" not in newer.servers
