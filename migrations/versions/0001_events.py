@@ -55,26 +55,6 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    IF cardinality(ids) = 1 THEN
-        -- The same insert for one event, without unnest, window and sorts (a third cheaper).
-        RETURN QUERY
-            WITH ins AS (
-                INSERT INTO events AS e (event_id, stream, version, type, schema_version, data,
-                                         metadata, occurred_at, recorded_at)
-                SELECT ids[1], streams[1],
-                       coalesce((SELECT max(e2.version) FROM events e2
-                                 WHERE e2.stream = streams[1]), 0) + 1,
-                       types[1], schema_versions[1], datas[1], metadatas[1], occurred[1],
-                       recorded
-                WHERE NOT EXISTS (SELECT FROM events e3 WHERE e3.event_id = ids[1])
-                RETURNING e.event_id, e.position, e.version
-            ), note AS (
-                SELECT pg_notify(channel, max(ins.position)::text) FROM ins HAVING count(*) > 0
-            )
-            SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, NULL::integer
-            FROM ins LEFT JOIN note ON true;
-        RETURN;
-    END IF;
     -- Stored ids are skipped before the versions are numbered (the window runs after WHERE),
     -- so stream versions stay contiguous. ORDER BY n: positions are drawn in batch order.
     RETURN QUERY
@@ -90,6 +70,52 @@ BEGIN
             WHERE NOT u.i = ANY(ARRAY(
                 SELECT e3.event_id FROM events e3 WHERE e3.event_id = ANY(ids)))
             ORDER BY u.n
+            RETURNING e.event_id, e.position, e.version
+        ), note AS (
+            SELECT pg_notify(channel, max(ins.position)::text) FROM ins HAVING count(*) > 0
+        )
+        SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, NULL::integer
+        FROM ins LEFT JOIN note ON true;
+END
+$fn$
+"""
+
+# One event: the same steps with scalar parameters (no arrays to send and parse, no unnest,
+# window or sort): about a third cheaper for the one-heartbeat request, the most frequent one.
+APPEND_ONE_FUNCTION = """
+CREATE FUNCTION clustermon_append_one(
+    serialize boolean, lock_key bigint, channel text,
+    id uuid, stream_ text, type_ text, schema_version_ smallint, data_ text, metadata_ text,
+    occurred timestamptz, recorded timestamptz, expected_version integer
+) RETURNS TABLE (
+    kind text, event_id uuid, stream text, "position" bigint, version integer, expected integer
+) LANGUAGE plpgsql VOLATILE
+  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
+#variable_conflict use_column
+DECLARE
+    current integer;
+BEGIN
+    IF serialize THEN
+        PERFORM pg_advisory_xact_lock(lock_key);
+    END IF;
+    IF expected_version IS NOT NULL
+       AND NOT EXISTS (SELECT FROM events e WHERE e.event_id = id) THEN
+        current := coalesce((SELECT max(e.version) FROM events e WHERE e.stream = stream_), 0);
+        IF current <> expected_version THEN
+            RETURN QUERY SELECT 'conflict', NULL::uuid, stream_, NULL::bigint, current,
+                                expected_version;
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY
+        WITH ins AS (
+            INSERT INTO events AS e (event_id, stream, version, type, schema_version, data,
+                                     metadata, occurred_at, recorded_at)
+            SELECT id, stream_,
+                   coalesce((SELECT max(e2.version) FROM events e2 WHERE e2.stream = stream_), 0)
+                       + 1,
+                   type_, schema_version_, data_, metadata_, occurred, recorded
+            WHERE NOT EXISTS (SELECT FROM events e3 WHERE e3.event_id = id)
             RETURNING e.event_id, e.position, e.version
         ), note AS (
             SELECT pg_notify(channel, max(ins.position)::text) FROM ins HAVING count(*) > 0
@@ -179,12 +205,14 @@ def upgrade() -> None:
     op.create_index("ix_events_type_position", "events", ["type", "position"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(APPEND_FUNCTION)
+        op.execute(APPEND_ONE_FUNCTION)
         op.execute(PREPARE_FUNCTION)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION clustermon_prepare_append")
+        op.execute("DROP FUNCTION clustermon_append_one")
         op.execute("DROP FUNCTION clustermon_append")
     op.drop_index("ix_events_type_position", table_name="events")
     op.drop_index("ix_events_recorded_at", table_name="events")
