@@ -11,12 +11,15 @@ column or reader cooperation, and its cost is amortised by batching (one lock pe
 1,000 events; concurrent API requests share one commit). SQLite serialises writers itself
 (`BEGIN IMMEDIATE`, see db.py).
 
-On PostgreSQL an append is one call of the `clustermon_append` function (created by migration
-0001): it takes the lock, skips the event ids already stored, checks the expected versions,
-inserts the batch in order and sends `NOTIFY clustermon_events, '<last position>'`, all in one
-round trip; our own appends run it in autocommit mode, so that statement is the whole
-transaction and the lock is held only for the insert and its commit. The reasons are speed
-(BENCHMARKS.md, "Event store") and that the checks must run after the lock is granted.
+On PostgreSQL the steps run server-side, in functions created by migration 0001: take the lock,
+skip the event ids already stored, check the expected versions, insert the batch in order and
+queue `NOTIFY clustermon_events, '<last position>'`. Up to 31 events that is one statement
+(`clustermon_append_one` for a single event, `clustermon_append` for more), which our own appends
+run in autocommit mode: one round trip is the whole transaction and the lock is held only for
+the insert and its commit. From 32 events on, `clustermon_prepare_append` does the lock, the
+checks and reserves the positions, then the rows go by binary COPY in the same transaction.
+The reasons are speed (BENCHMARKS.md, "Event store") and that the checks must run after the lock
+is granted (each statement of those functions takes a fresh snapshot).
 SQLite runs the same steps in Python with SQLAlchemy Core (`_append`).
 
 A rolled-back append (a database error) can leave a hole in the numbering on PostgreSQL. Holes
