@@ -415,6 +415,9 @@ class EventStore:
     def _copy_append(self, fresh, per_row, recorded_at, connection) -> dict:
         """event_id -> (position, version) of each event stored by prepare + COPY."""
         if connection is not None:
+            if not connection.in_transaction():
+                # What SQLAlchemy's autobegin would do, so the caller's commit() covers the COPY.
+                connection.begin()
             driver = connection.connection.driver_connection
             try:
                 return self._prepare_and_copy(driver, fresh, per_row, recorded_at)

@@ -248,6 +248,17 @@ def test_a_concurrency_error_leaves_the_callers_transaction_usable(store, engine
     assert store.stream_version("a/service") == 2
 
 
+@pytest.mark.parametrize("size", [3, 40], ids=["small", "large"])
+def test_appends_on_a_commit_as_you_go_connection_wait_for_its_commit(store, engine, size):
+    with write_connection(engine) as conn:
+        store.append([beat(f"s{i}") for i in range(size)], connection=conn)
+        assert count_rows(engine) == 0  # not visible before the caller commits
+        conn.commit()
+        store.append([beat("late")], connection=conn)
+        # closed without commit: rolled back
+    assert count_rows(engine) == size
+
+
 def test_a_1000_event_batch_is_one_transaction(store, engine):
     batch = [beat(f"srv{i // 2:03d}", ("web", "service")[i % 2]) for i in range(1000)]
 
