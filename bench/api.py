@@ -45,13 +45,15 @@ BEAT = {
 
 LUA_POST = """
 local counter = 0
+%s
 local template = [[%s]]
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
 request = function()
   counter = counter + 1
-  local body = string.gsub(template, "SERVER", "srv-" .. (counter %% 1000))
+  -- 1,000 server names shared by both phases: n000..n999
+  local body = string.gsub(template, "SERVER", PREFIX(counter))
   return wrk.format(nil, nil, nil, body)
 end
 """
@@ -142,26 +144,27 @@ def main() -> None:
             wait_up(url)
             single = orjson.dumps({**BEAT, "server": "SERVER"}).decode()
             batch = orjson.dumps(
-                {"heartbeats": [{**BEAT, "server": f"SERVER-{i}"} for i in range(100)]}
+                {"heartbeats": [{**BEAT, "server": f"SERVER{i:02d}"} for i in range(100)]}
             ).decode()
+            one = 'PREFIX = function(c) return string.format("n%03d", c % 1000) end'
+            block = 'PREFIX = function(c) return "n" .. (c % 10) end'
 
             health = wrk(url + "/healthz", args.seconds, 16)
-            singles = wrk(url + "/api/v1/heartbeats", args.seconds, 16, LUA_POST % (single, agent))
-            batches = wrk(url + "/api/v1/heartbeats", args.seconds, 16, LUA_POST % (batch, agent))
+            singles = wrk(
+                url + "/api/v1/heartbeats", args.seconds, 16, LUA_POST % (one, single, agent)
+            )
+            batches = wrk(
+                url + "/api/v1/heartbeats", args.seconds, 16, LUA_POST % (block, batch, agent)
+            )
 
-            # GET /cluster with exactly 1,000 servers: a fresh database would be cleaner, but
-            # the names above already cover srv-0..999 (each with service components).
-            for start in range(0, 1000, 500):
-                post(
-                    url,
-                    agent,
-                    {
-                        "heartbeats": [
-                            {**BEAT, "server": f"srv-{i}", "component": "web"}
-                            for i in range(start, start + 500)
-                        ]
-                    },
-                )
+            # GET /cluster with exactly 1,000 servers (n000..n999), each with both components.
+            for start in range(0, 1000, 250):
+                beats = [
+                    {**BEAT, "server": f"n{i:03d}", "component": component}
+                    for i in range(start, start + 250)
+                    for component in ("web", "service")
+                ]
+                post(url, agent, {"heartbeats": beats})
             with urllib.request.urlopen(
                 urllib.request.Request(
                     url + "/api/v1/cluster", headers={"Authorization": f"Bearer {viewer}"}
