@@ -151,10 +151,11 @@ class ClusterCommands:
                 tails = last_events(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
                 stored = stored_ids(conn, [b.event_id for b in beats])
                 policy = self.policy(conn, tails)
-            events = self._with_outages(beats, tails, stored, policy, self.store.clock())
+            now = self.store.clock()
+            events = self._with_outages(beats, tails, stored, policy, now)
             expected = {s: tails[s].version if s in tails else 0 for s in streams}
             try:
-                return self.store.append(events, expected_version=expected)
+                return self.store.append(events, expected_version=expected, recorded_at=now)
             except ConcurrencyError:
                 continue
         raise ConcurrencyError(streams[0], -1, -1)

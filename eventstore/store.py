@@ -22,6 +22,12 @@ The reasons are speed (BENCHMARKS.md, "Event store") and that the checks must ru
 is granted (each statement of those functions takes a fresh snapshot).
 SQLite runs the same steps in Python with SQLAlchemy Core (`_append`).
 
+recorded_at never decreases along positions (time travel and the staleness rules rely on it).
+The stamp comes from the injected clock (tests pin it), read on the client before the lock, so a
+writer that waited for the lock could stamp earlier than the writer it waited for. So, under the
+lock, the stamp is raised to the recorded_at of the last event (one probe of the primary key);
+the events returned carry the stamp actually stored.
+
 A rolled-back append (a database error) can leave a hole in the numbering on PostgreSQL. Holes
 are harmless: nothing can commit below the head later, so followers never wait for them.
 """
@@ -52,21 +58,23 @@ NOTIFY_CHANNEL = "clustermon_events"
 
 # %b: arrays travel in binary, which psycopg dumps 10-30x faster than their text form.
 _PG_APPEND = (
-    "SELECT kind, event_id, stream, position, version, expected FROM clustermon_append("
+    "SELECT kind, event_id, stream, position, version, expected, recorded_at"
+    " FROM clustermon_append("
     "%s, %s, %s, %b::uuid[], %b::text[], %b::text[], %b::int2[], %b::text[], %b::text[],"
     " %b::timestamptz[], %s, %b::int4[])"
 )
 
 _PG_APPEND_ONE = (
-    "SELECT kind, event_id, stream, position, version, expected FROM clustermon_append_one("
+    "SELECT kind, event_id, stream, position, version, expected, recorded_at"
+    " FROM clustermon_append_one("
     "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 # Batches from this size on go by COPY (see EventStore._append_postgresql).
 COPY_BATCH = 32
 _PG_PREPARE = (
     "SELECT dups, conflict_streams, conflict_actual, conflict_expected, cur_streams,"
-    " cur_versions, positions FROM clustermon_prepare_append("
-    "%s, %s, %s, %b::uuid[], %b::text[], %b::int4[])"
+    " cur_versions, positions, stamp FROM clustermon_prepare_append("
+    "%s, %s, %s, %b::uuid[], %b::text[], %b::int4[], %s)"
 )
 _PG_COPY = (
     "COPY events (position, event_id, stream, version, type, schema_version, data, metadata,"
@@ -100,7 +108,7 @@ class ConcurrencyError(Exception):
 class NewEvent:
     event: Event
     event_id: UUID = field(default_factory=uuid4)
-    occurred_at: datetime | None = None  # the sender's clock; defaults to recorded_at
+    occurred_at: datetime | None = None  # the sender's clock; defaults to the stored recorded_at
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -290,6 +298,7 @@ class EventStore:
         *,
         expected_version: int | Mapping[str, int] | None = None,
         connection: sa.Connection | None = None,
+        recorded_at: datetime | None = None,
     ) -> AppendResult:
         """Append events to one or more streams in one transaction.
 
@@ -301,17 +310,23 @@ class EventStore:
 
         Pass `connection` to take part in the caller's transaction (from `write_connection`);
         on PostgreSQL the NOTIFY on `NOTIFY_CHANNEL` is then delivered when the caller commits.
+
+        `recorded_at` is the time to stamp the events with (default: the store's clock, read
+        now); either way it is raised to the last stored event's recorded_at if that is later,
+        so recorded_at never decreases along positions. The returned events carry the stamp
+        stored.
         """
         if not events:
             return AppendResult([], [])
+        stamp = self.clock() if recorded_at is None else recorded_at
         if self.dialect == "postgresql":
-            return self._append_postgresql(events, expected_version, connection)
+            return self._append_postgresql(events, expected_version, connection, stamp)
         if connection is not None:
-            return self._append(connection, events, expected_version)
+            return self._append(connection, events, expected_version, stamp)
         with write_connection(self.engine) as conn, conn.begin():
-            return self._append(conn, events, expected_version)
+            return self._append(conn, events, expected_version, stamp)
 
-    def _append_postgresql(self, new_events, expected_version, connection) -> AppendResult:
+    def _append_postgresql(self, new_events, expected_version, connection, stamp) -> AppendResult:
         """Small batches: one statement, `clustermon_append` (migrations/versions/0001_events.py)
         runs the lock, the checks, the insert and the NOTIFY server-side in one round trip; our
         own appends run it in autocommit mode, so that statement is the whole transaction.
@@ -323,12 +338,13 @@ class EventStore:
             unique.setdefault(new.event_id, new)
         fresh = list(unique.values())
         expected = _expected_by_stream(expected_version, {e.event.stream for e in fresh})
-        recorded_at = self.clock()
         per_row = [expected.get(e.event.stream) for e in fresh] if expected else None
         if len(fresh) >= COPY_BATCH:
-            stored = self._copy_append(fresh, per_row, recorded_at, connection)
+            stored, stored_at = self._copy_append(fresh, per_row, stamp, connection)
         else:
-            stored = self._function_append(fresh, per_row, recorded_at, connection)
+            stored, stored_at = self._function_append(fresh, per_row, stamp, connection)
+        # The client's own object unless the lock raised it (same instant, the caller's tzinfo).
+        recorded_at = stamp if stored_at is None or stored_at == stamp else stored_at
 
         recorded, duplicates, seen = [], [], set()
         last = 0
@@ -360,8 +376,9 @@ class EventStore:
             )
         return AppendResult(recorded, duplicates)
 
-    def _function_append(self, fresh, per_row, recorded_at, connection) -> dict:
-        """event_id -> (position, version) of each event stored by `clustermon_append`."""
+    def _function_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
+        """event_id -> (position, version) of each event stored by `clustermon_append`, and the
+        recorded_at stored (None if nothing was)."""
         dumps = orjson.dumps
         if len(fresh) == 1:  # scalars: no arrays to build, send and parse
             (new,) = fresh
@@ -376,7 +393,7 @@ class EventStore:
                 new.event.schema_version,
                 dumps(new.event).decode(),
                 dumps(new.metadata).decode(),
-                new.occurred_at or recorded_at,
+                new.occurred_at,  # NULL: the stored recorded_at
                 recorded_at,
                 per_row[0] if per_row else None,
             )
@@ -386,14 +403,15 @@ class EventStore:
             rows = connection.exec_driver_sql(sql, params).all()
         else:
             rows = self._autocommit_call(sql, params)
-        stored, conflicts = {}, {}
-        for kind, event_id, stream, position, version, expected_v in rows:
+        stored, conflicts, stored_at = {}, {}, None
+        for kind, event_id, stream, position, version, expected_v, stamp in rows:
             if kind == "conflict":
                 conflicts[stream] = (expected_v, version)
             else:
                 stored[event_id] = (position, version)
+                stored_at = stamp
         _raise_first_conflict(fresh, conflicts)
-        return stored
+        return stored, stored_at
 
     def _function_params(self, fresh, per_row, recorded_at) -> tuple:
         dumps = orjson.dumps
@@ -407,13 +425,14 @@ class EventStore:
             [e.event.schema_version for e in fresh],
             [dumps(e.event).decode() for e in fresh],
             [dumps(e.metadata).decode() for e in fresh],
-            [e.occurred_at or recorded_at for e in fresh],
+            [e.occurred_at for e in fresh],  # NULL: the stored recorded_at
             recorded_at,
             per_row,
         )
 
-    def _copy_append(self, fresh, per_row, recorded_at, connection) -> dict:
-        """event_id -> (position, version) of each event stored by prepare + COPY."""
+    def _copy_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
+        """event_id -> (position, version) of each event stored by prepare + COPY, and the
+        recorded_at stored (None if nothing was)."""
         if connection is not None:
             if not connection.in_transaction():
                 # What SQLAlchemy's autobegin would do, so the caller's commit() covers the COPY.
@@ -438,7 +457,7 @@ class EventStore:
                 driver.rollback()  # a no-op after the commit
             pooled.close()
 
-    def _prepare_and_copy(self, driver, fresh, per_row, recorded_at) -> dict:
+    def _prepare_and_copy(self, driver, fresh, per_row, recorded_at) -> tuple[dict, Any]:
         ids = [e.event_id for e in fresh]
         params = (
             self._serialize,
@@ -447,14 +466,15 @@ class EventStore:
             ids,
             [e.event.stream for e in fresh],
             per_row,
+            recorded_at,
         )
         prepared = driver.execute(_PG_PREPARE, params).fetchone()
-        dups, c_streams, c_actual, c_expected, streams, versions, positions = prepared
+        dups, c_streams, c_actual, c_expected, streams, versions, positions, stamp = prepared
         if c_streams:
             conflicts = {s: (x, a) for s, a, x in zip(c_streams, c_actual, c_expected, strict=True)}
             _raise_first_conflict(fresh, conflicts)
         if not positions:
-            return {}  # all duplicates
+            return {}, None  # all duplicates
         stored = {}
         known = set(dups)
         current = dict(zip(streams, versions, strict=True))
@@ -480,12 +500,12 @@ class EventStore:
                         event.schema_version,
                         dumps(event).decode(),
                         dumps(new.metadata).decode(),
-                        new.occurred_at or recorded_at,
-                        recorded_at,
+                        new.occurred_at or stamp,
+                        stamp,
                     )
                 )
                 stored[event_id] = (position, version)
-        return stored
+        return stored, stamp
 
     def _autocommit_call(self, sql: str, params: tuple) -> list[tuple]:
         """Run the append function as a transaction of its own, on a pooled psycopg connection.
@@ -510,9 +530,10 @@ class EventStore:
         finally:
             pooled.close()
 
-    def _append(self, conn, new_events, expected_version) -> AppendResult:
+    def _append(self, conn, new_events, expected_version, stamp) -> AppendResult:
         """SQLite (and the reference for the PostgreSQL function): writers are serialised by
-        `BEGIN IMMEDIATE`, so the checks below see every earlier append."""
+        `BEGIN IMMEDIATE`, so the checks below see every earlier append, and the stamp is raised
+        to the last event's recorded_at (module docstring)."""
         fresh, duplicates = self._split_duplicates(conn, new_events)
         if not fresh:
             return AppendResult([], duplicates)
@@ -520,7 +541,10 @@ class EventStore:
         versions = self._stream_versions(conn, streams)
         self._check_expected(expected_version, versions, streams)
 
-        recorded_at = self.clock()
+        last = conn.execute(
+            sa.select(events_table.c.recorded_at).order_by(events_table.c.position.desc()).limit(1)
+        ).scalar()
+        recorded_at = last if last is not None and last > stamp else stamp
         rows = []
         for new in fresh:
             stream = new.event.stream

@@ -25,8 +25,13 @@ from eventstore.tables import Position, UTCDateTime
 #   was small must not scan the whole table later.
 # - A conflict is returned as rows (and nothing is inserted) rather than raised, so a caller that
 #   appends inside its own transaction can still use that transaction.
-# Returns one row per stored event ('recorded', event_id, NULL, position, version, NULL), or one
-# row per conflicting stream ('conflict', NULL, stream, NULL, actual version, expected version).
+# - recorded_at never decreases along positions (time travel and the staleness rules rely on it):
+#   under the lock the client's stamp `recorded` is raised to the recorded_at of the last event
+#   (one backward probe of the primary key). The client's clock stays the source of time (tests
+#   pin it); this only keeps a writer that waited for the lock from stamping earlier than the
+#   writer before it. A NULL `occurred` defaults to that stamp.
+# Returns one row per stored event ('recorded', event_id, NULL, position, version, NULL, stamp),
+# or one row per conflicting stream ('conflict', NULL, stream, NULL, actual, expected, NULL).
 APPEND_FUNCTION = """
 CREATE FUNCTION clustermon_append(
     serialize boolean, lock_key bigint, channel text,
@@ -34,17 +39,21 @@ CREATE FUNCTION clustermon_append(
     datas text[], metadatas text[], occurred timestamptz[], recorded timestamptz,
     expected_versions integer[]
 ) RETURNS TABLE (
-    kind text, event_id uuid, stream text, "position" bigint, version integer, expected integer
+    kind text, event_id uuid, stream text, "position" bigint, version integer, expected integer,
+    recorded_at timestamptz
 ) LANGUAGE plpgsql VOLATILE
   SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 #variable_conflict use_column
+DECLARE
+    stamp timestamptz;
 BEGIN
     IF serialize THEN
         PERFORM pg_advisory_xact_lock(lock_key);
     END IF;
     IF expected_versions IS NOT NULL THEN
         RETURN QUERY
-            SELECT DISTINCT 'conflict', NULL::uuid, u.s, NULL::bigint, b.v, u.x
+            SELECT DISTINCT 'conflict', NULL::uuid, u.s, NULL::bigint, b.v, u.x,
+                            NULL::timestamptz
             FROM unnest(ids, streams, expected_versions) AS u(i, s, x)
             CROSS JOIN LATERAL (
                 SELECT coalesce(max(e.version), 0) AS v FROM events e WHERE e.stream = u.s
@@ -55,6 +64,8 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    stamp := greatest(recorded,
+                      (SELECT e.recorded_at FROM events e ORDER BY e.position DESC LIMIT 1));
     -- Stored ids are skipped before the versions are numbered (the window runs after WHERE),
     -- so stream versions stay contiguous. ORDER BY n: positions are drawn in batch order.
     RETURN QUERY
@@ -64,17 +75,18 @@ BEGIN
             SELECT u.i, u.s,
                    coalesce((SELECT max(e2.version) FROM events e2 WHERE e2.stream = u.s), 0)
                        + row_number() OVER (PARTITION BY u.s ORDER BY u.n),
-                   u.t, u.sv, u.d, u.m, u.o, recorded
+                   u.t, u.sv, u.d, u.m, coalesce(u.o, stamp), stamp
             FROM unnest(ids, streams, types, schema_versions, datas, metadatas, occurred)
                  WITH ORDINALITY AS u(i, s, t, sv, d, m, o, n)
             WHERE NOT u.i = ANY(ARRAY(
                 SELECT e3.event_id FROM events e3 WHERE e3.event_id = ANY(ids)))
             ORDER BY u.n
-            RETURNING e.event_id, e.position, e.version
+            RETURNING e.event_id, e.position, e.version, e.recorded_at
         ), note AS (
             SELECT pg_notify(channel, max(ins.position)::text) FROM ins HAVING count(*) > 0
         )
-        SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, NULL::integer
+        SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, NULL::integer,
+               ins.recorded_at
         FROM ins LEFT JOIN note ON true;
 END
 $fn$
@@ -88,12 +100,14 @@ CREATE FUNCTION clustermon_append_one(
     id uuid, stream_ text, type_ text, schema_version_ smallint, data_ text, metadata_ text,
     occurred timestamptz, recorded timestamptz, expected_version integer
 ) RETURNS TABLE (
-    kind text, event_id uuid, stream text, "position" bigint, version integer, expected integer
+    kind text, event_id uuid, stream text, "position" bigint, version integer, expected integer,
+    recorded_at timestamptz
 ) LANGUAGE plpgsql VOLATILE
   SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 #variable_conflict use_column
 DECLARE
     current integer;
+    stamp timestamptz;
 BEGIN
     IF serialize THEN
         PERFORM pg_advisory_xact_lock(lock_key);
@@ -103,10 +117,12 @@ BEGIN
         current := coalesce((SELECT max(e.version) FROM events e WHERE e.stream = stream_), 0);
         IF current <> expected_version THEN
             RETURN QUERY SELECT 'conflict', NULL::uuid, stream_, NULL::bigint, current,
-                                expected_version;
+                                expected_version, NULL::timestamptz;
             RETURN;
         END IF;
     END IF;
+    stamp := greatest(recorded,
+                      (SELECT e.recorded_at FROM events e ORDER BY e.position DESC LIMIT 1));
     RETURN QUERY
         WITH ins AS (
             INSERT INTO events AS e (event_id, stream, version, type, schema_version, data,
@@ -114,13 +130,14 @@ BEGIN
             SELECT id, stream_,
                    coalesce((SELECT max(e2.version) FROM events e2 WHERE e2.stream = stream_), 0)
                        + 1,
-                   type_, schema_version_, data_, metadata_, occurred, recorded
+                   type_, schema_version_, data_, metadata_, coalesce(occurred, stamp), stamp
             WHERE NOT EXISTS (SELECT FROM events e3 WHERE e3.event_id = id)
-            RETURNING e.event_id, e.position, e.version
+            RETURNING e.event_id, e.position, e.version, e.recorded_at
         ), note AS (
             SELECT pg_notify(channel, max(ins.position)::text) FROM ins HAVING count(*) > 0
         )
-        SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, NULL::integer
+        SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, NULL::integer,
+               ins.recorded_at
         FROM ins LEFT JOIN note ON true;
 END
 $fn$
@@ -132,14 +149,15 @@ $fn$
 # ascending order, and the NOTIFY is queued here with the last of them (delivered on commit,
 # dropped if the COPY fails and the transaction rolls back). Returns one row: the ids already
 # stored, the conflicts (nothing reserved then), the current version of each stream receiving a
-# new event, and the positions for the new events in batch order.
+# new event, the positions for the new events in batch order, and the stamp the COPY must store
+# as recorded_at (the client's `recorded`, raised to the last event's as in clustermon_append).
 PREPARE_FUNCTION = """
 CREATE FUNCTION clustermon_prepare_append(
     serialize boolean, lock_key bigint, channel text,
-    ids uuid[], streams text[], expected_versions integer[],
+    ids uuid[], streams text[], expected_versions integer[], recorded timestamptz,
     OUT dups uuid[], OUT conflict_streams text[], OUT conflict_actual integer[],
     OUT conflict_expected integer[], OUT cur_streams text[], OUT cur_versions integer[],
-    OUT positions bigint[]
+    OUT positions bigint[], OUT stamp timestamptz
 ) LANGUAGE plpgsql VOLATILE
   SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 #variable_conflict use_column
@@ -171,6 +189,8 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+    stamp := greatest(recorded,
+                      (SELECT e.recorded_at FROM events e ORDER BY e.position DESC LIMIT 1));
     fresh := cardinality(ids) - cardinality(dups);  -- the client sends each id once
     positions := ARRAY(SELECT nextval(pg_get_serial_sequence('events', 'position'))
                        FROM generate_series(1, fresh) ORDER BY 1);
