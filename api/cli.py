@@ -33,7 +33,7 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"database at {revision}", err=True)
 
 
-def _serve(app: Flask, host: str, port: int, workers: int) -> None:
+def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> None:
     """gunicorn on POSIX; the WSGI reference server where gunicorn cannot run."""
     try:
         from gunicorn.app.base import BaseApplication
@@ -48,7 +48,7 @@ def _serve(app: Flask, host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 8)
+            self.cfg.set("threads", threads)
             self.cfg.set("accesslog", None)
 
         def load(self):
@@ -88,7 +88,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
-    _serve(app, host, port, workers or app.config["WORKERS"])
+    _serve(app, host, port, workers or app.config["WORKERS"], app.config["THREADS"])
 
 
 @click.command("run", help="All-in-one for a laptop: migrate, run the scheduler, serve.")

@@ -14,6 +14,7 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "PORT": 8000,
     "WORKERS": 2,
+    "THREADS": 8,
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
 }
 
