@@ -13,7 +13,7 @@ from marshmallow import fields, validate
 from api.app import services
 from api.auth import require
 from api.heartbeats import json_body
-from api.problems import Problem
+from api.problems import Problem, invalid
 from api.schemas import SERVER_NAME
 from eventstore.events import COMPONENTS
 from projections import episodes, explain, report_store, reports, whatif
@@ -248,9 +248,7 @@ def create_report():
     try:
         body = ReportCreateSchema().load(json_body())
     except ma.ValidationError as err:
-        raise Problem(
-            422, "the request is not valid: see errors", errors=err.messages, kind="validation"
-        ) from None
+        raise invalid(err.messages) from None
     svc = services(current_app)
     if body["until"] > svc.clock():
         raise Problem(

@@ -9,7 +9,7 @@ from marshmallow import RAISE, ValidationError
 from api.app import services
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
-from api.problems import Problem
+from api.problems import Problem, invalid
 from api.schemas import ClusterQuerySchema, ConfigurationOutSchema, ConfigurationPatchSchema
 from eventstore.decisions import InvalidConfiguration, NotInCluster
 from eventstore.events import COMPONENTS
@@ -68,9 +68,7 @@ def put_configuration():
     try:
         changes = _patch.load(json_body())
     except ValidationError as err:
-        raise Problem(
-            422, "the request is not valid: see errors", errors=err.messages, kind="validation"
-        ) from None
+        raise invalid(err.messages) from None
     try:
         config, _ = services(current_app).commands.change_configuration(changes, request_metadata())
     except InvalidConfiguration as exc:

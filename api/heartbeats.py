@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import require
-from api.problems import Problem
+from api.problems import Problem, invalid
 from api.schemas import HeartbeatBatchSchema, HeartbeatSchema, IngestResultSchema
 from eventstore.events import HeartbeatRecorded
 from eventstore.store import NewEvent
@@ -73,9 +73,7 @@ def post_heartbeats():
                 {"_schema": ['expected a heartbeat object or {"heartbeats": [...]}']}
             )
     except ValidationError as err:
-        raise Problem(
-            422, "the request is not valid: see errors", errors=err.messages, kind="validation"
-        ) from None
+        raise invalid(err.messages) from None
     metadata = request_metadata()
     beats = []
     for item in items:

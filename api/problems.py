@@ -36,6 +36,11 @@ class Problem(HTTPException):
         self.extra_headers = headers or {}
 
 
+def invalid(errors, detail: str = "the request is not valid: see errors") -> Problem:
+    """A 422 with per-field messages (marshmallow's `ValidationError.messages` shape)."""
+    return Problem(422, detail, errors=errors, kind="validation")
+
+
 def problem_response(
     status: int, title: str, detail: str, *, errors=None, kind=None, headers=None
 ) -> Response:
