@@ -199,13 +199,18 @@ def test_notify_wakes_the_runner_long_before_its_poll_interval(pg_database_url, 
     thread = threading.Thread(target=runner.run_forever, args=(stop,))
     thread.start()
     try:
-        time.sleep(0.3)  # let it catch up (nothing) and start listening
-        result = store.append([ps.beat(store, "a")])
-        with engine.begin() as conn:  # what the store's append announces
-            conn.execute(
-                sa.text("SELECT pg_notify('clustermon_events', :p)"),
-                {"p": str(result.last_position)},
-            )
+
+        def listening():
+            with engine.connect() as conn:
+                return conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND query = 'LISTEN clustermon_events'"
+                    )
+                ).scalar()
+
+        assert _wait_for(listening)  # it caught up (nothing) and now waits on the channel
+        result = store.append([ps.beat(store, "a")])  # the append NOTIFYs the channel
         started = time.monotonic()
         assert _wait_for(lambda: runner.lag()["checkpoint"] == result.last_position, 20)
         assert time.monotonic() - started < 20
