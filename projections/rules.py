@@ -9,12 +9,12 @@ Definitions (also in the README):
   is later: components that could not reach us get one full timeout.
 - Software version in sync: per product, the reference version is the one most current
   components report (all components when none is current; a tie goes to the highest version,
-  compared numerically part by part). A server is in sync when every component
-  of it that reports a version reports its product's reference; `None` when none reports one.
+  compared numerically part by part). A server is in sync when every component of it that
+  reports a version reports its product's reference; `None` when none reports one.
 - Encryption key in sync: the reference fingerprint is the one most current components report
-  (all components when none is current);
-  with a tie there is no reference, and every server with a fingerprint is out of sync (the
-  cluster disagrees and nothing says which key is right). `None` when no component reports one.
+  (all components when none is current); with a tie there is no reference, and every server
+  with a fingerprint is out of sync (the cluster disagrees and nothing says which key is
+  right). `None` when no component reports one.
 """
 
 from __future__ import annotations
