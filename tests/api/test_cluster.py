@@ -170,3 +170,18 @@ def test_reads_see_every_committed_write_while_another_process_projects(
         view = _view(client, tokens)
     assert [s["name"] for s in view["servers"]] == ["first", "second"]
     engine.dispose()
+
+
+def test_the_view_is_evaluated_at_whole_seconds_and_reused_within_one(client, tokens, post, clock):
+    post(heartbeat())
+    clock.advance(seconds=3, microseconds=250_000)
+    first = client.get("/api/v1/cluster", headers=tokens["viewer"])
+    assert first.get_json()["as_of"]["time"] == "2026-11-27T10:00:03+00:00"
+    _, service = _component(first.get_json(), "web01", "service")
+    assert service["heartbeat"]["age_seconds"] == 3
+    clock.advance(microseconds=500_000)
+    again = client.get("/api/v1/cluster", headers=tokens["viewer"])
+    assert again.data == first.data
+    post(heartbeat(server="web02"))  # a new event is in the next answer at once
+    names = [s["name"] for s in _view(client, tokens)["servers"]]
+    assert names == ["web01", "web02"]
