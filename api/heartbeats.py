@@ -75,10 +75,13 @@ def post_heartbeats():
     except ValidationError as err:
         raise invalid(err.messages) from None
     metadata = request_metadata()
-    beats = []
+    beats, client_ids = [], []
     for item in items:
         event_id = item.pop("event_id", None)
-        kwargs = {"event_id": event_id} if event_id else {}
+        kwargs = {}
+        if event_id:
+            kwargs["event_id"] = event_id
+            client_ids.append(event_id)
         if item.get("ip") is not None:
             item["ip"] = str(item["ip"])
         beats.append(
@@ -87,7 +90,7 @@ def post_heartbeats():
             )
         )
     try:
-        receipt = current_app.extensions["clustermon_ingest"].submit(beats)
+        receipt = current_app.extensions["clustermon_ingest"].submit(beats, client_ids)
     except (SQLAlchemyError, TimeoutError) as exc:
         raise Problem(
             503,

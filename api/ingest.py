@@ -12,8 +12,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from eventstore.decisions import ClusterCommands
 from eventstore.store import NewEvent
@@ -29,6 +30,7 @@ class Receipt:
 @dataclass
 class _Pending:
     beats: Sequence[NewEvent]
+    client_ids: Collection[UUID]  # ids the client chose: the only ones that can be duplicates
     done: threading.Event = field(default_factory=threading.Event)
     receipt: Receipt | None = None
     error: BaseException | None = None
@@ -44,9 +46,11 @@ class GroupCommitter:
         self._pid: int | None = None
         self._start_lock = threading.Lock()
 
-    def submit(self, beats: Sequence[NewEvent], timeout: float = 30.0) -> Receipt:
+    def submit(
+        self, beats: Sequence[NewEvent], client_ids: Collection[UUID] = (), timeout: float = 30.0
+    ) -> Receipt:
         self._ensure_thread()
-        pending = _Pending(beats)
+        pending = _Pending(beats, client_ids)
         self._queue.put(pending)
         if not pending.done.wait(timeout):
             raise TimeoutError("the commit did not finish in time; nothing is acknowledged")
@@ -84,7 +88,10 @@ class GroupCommitter:
     def _commit(self, group: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            result = self.commands.record_heartbeats([b for p in group for b in p.beats])
+            result = self.commands.record_heartbeats(
+                [b for p in group for b in p.beats],
+                maybe_duplicates={i for p in group for i in p.client_ids},
+            )
         except BaseException as exc:  # every waiter must learn the outcome
             for pending in group:
                 pending.error = exc

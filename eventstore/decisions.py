@@ -11,10 +11,11 @@ fold and cached by their versions (they change rarely).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
@@ -37,6 +38,7 @@ from eventstore.store import (
     RecordedEvent,
     _recorded,
 )
+from eventstore.tables import UTCDateTime
 from eventstore.tables import events as events_table
 from projections import rules
 from projections.state import ComponentState, Configuration, fold
@@ -78,6 +80,55 @@ def last_events(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Record
     return {row.stream: _recorded(row) for row in conn.execute(query, params)}
 
 
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What a heartbeat decision needs of a stream's last event (no payload decoding, except
+    the expiry of a timeout)."""
+
+    position: int
+    version: int
+    type: str
+    recorded_at: datetime
+    expired_at: datetime | None
+
+
+def stream_tails(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Tail]:
+    """The last event of each stream that has one, as a Tail (one index probe per stream)."""
+    picked = (
+        "e.stream, e.position, e.version, e.type, e.recorded_at,"
+        " CASE WHEN e.type = 'ComponentTimedOut' THEN e.data END"
+    )
+    if conn.dialect.name == "postgresql":
+        sql = (
+            f"SELECT {picked} FROM unnest(CAST(:streams AS text[])) AS s(stream)"
+            " CROSS JOIN LATERAL (SELECT * FROM events WHERE events.stream = s.stream"
+            " ORDER BY version DESC LIMIT 1) AS e"
+        )
+        params: dict[str, Any] = {"streams": list(streams)}
+    else:
+        sql = (
+            f"SELECT {picked} FROM json_each(:streams) AS s JOIN events AS e"
+            " ON e.stream = s.value"
+            " AND e.version = (SELECT max(version) FROM events WHERE stream = s.value)"
+        )
+        params = {"streams": orjson.dumps(list(streams)).decode()}
+    query = sa.text(sql).columns(
+        sa.column("stream"),
+        sa.column("position"),
+        sa.column("version"),
+        sa.column("type"),
+        sa.column("recorded_at", UTCDateTime()),
+        sa.column("data"),
+    )
+    tails = {}
+    for stream, position, version, type_, recorded_at, data in conn.execute(query, params):
+        expired = None
+        if data is not None:
+            expired = datetime.fromisoformat(orjson.loads(data)["expired_at"])
+        tails[stream] = Tail(position, version, type_, recorded_at, expired)
+    return tails
+
+
 def _columns():
     c = events_table.c
     return (
@@ -110,7 +161,7 @@ class ClusterCommands:
 
     # --- policy -------------------------------------------------------------------------------
 
-    def policy(self, conn: sa.Connection, tails: Mapping[str, RecordedEvent]) -> Policy:
+    def policy(self, conn: sa.Connection, tails: Mapping[str, Tail | RecordedEvent]) -> Policy:
         versions = tuple(
             tails[s].version if s in tails else 0 for s in (CLUSTER_STREAM, MONITOR_STREAM)
         )
@@ -133,7 +184,9 @@ class ClusterCommands:
 
     # --- heartbeats ---------------------------------------------------------------------------
 
-    def record_heartbeats(self, beats: Sequence[NewEvent]) -> AppendResult:
+    def record_heartbeats(
+        self, beats: Sequence[NewEvent], *, maybe_duplicates: Collection[UUID] | None = None
+    ) -> AppendResult:
         """Append heartbeats in one transaction, with the recoveries they imply.
 
         A heartbeat from a component whose last event is a timeout records a recovery first.
@@ -144,12 +197,18 @@ class ClusterCommands:
         The decision is optimistic: read the tails (one round trip), decide, append with the
         versions seen (one round trip, the store's ordering lock held only for that). If a
         timeout or another heartbeat of the same component got in between, decide again.
+
+        `maybe_duplicates`: the ids that may already be stored (those a client chose); ids we
+        generated ourselves cannot be, and are not looked up. Default: all of them.
         """
         streams = list(dict.fromkeys(b.event.stream for b in beats))
         for _attempt in range(MAX_ATTEMPTS):
             with self.store.engine.connect() as conn:
-                tails = last_events(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
-                stored = stored_ids(conn, [b.event_id for b in beats])
+                tails = stream_tails(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
+                candidates = (
+                    [b.event_id for b in beats] if maybe_duplicates is None else maybe_duplicates
+                )
+                stored = stored_ids(conn, list(candidates)) if candidates else set()
                 policy = self.policy(conn, tails)
             now = self.store.clock()
             events = self._with_outages(beats, tails, stored, policy, now)
@@ -175,16 +234,16 @@ class ClusterCommands:
         return events
 
     @staticmethod
-    def _outage_events(beat: NewEvent, tail: RecordedEvent | None, policy: Policy, now):
+    def _outage_events(beat: NewEvent, tail: Tail | None, policy: Policy, now):
         if tail is None:
             return []
         meta = {**beat.metadata, "causation_id": str(beat.event_id)}
         hb: HeartbeatRecorded = beat.event
         stale_since = None
         out: list[NewEvent] = []
-        if isinstance(tail.event, ComponentTimedOut):
-            stale_since = tail.event.expired_at
-        elif isinstance(tail.event, HeartbeatRecorded):
+        if tail.type == ComponentTimedOut.type:
+            stale_since = tail.expired_at
+        elif tail.type == HeartbeatRecorded.type:
             probe = ComponentState(hb.server, hb.component, last_heartbeat_at=tail.recorded_at)
             expiry = rules.deadline(probe, policy.configuration, policy.monitor_resumed_at)
             if now > expiry:
