@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import orjson
@@ -72,7 +73,9 @@ def _sse(r: RecordedEvent) -> bytes:
 @blp.doc(
     summary="Live events (Server-Sent Events)",
     description="`id:` is the position; reconnecting with `Last-Event-ID` (or `?after=`) "
-    "resumes after it. A comment line is sent every 15 s to keep proxies from closing it.",
+    "resumes after it. A comment line is sent every 15 s to keep proxies from closing it. "
+    "A stream ends after 5 minutes (clients reconnect with `Last-Event-ID`); a worker holds at "
+    "most half its threads in streams and answers 503 beyond that (poll `/events` then).",
 )
 @require("viewer")
 def stream_events():
@@ -86,23 +89,38 @@ def stream_events():
         )
     store = services(current_app).store
     poll = current_app.config.get("SSE_POLL_SECONDS", 0.5)
-    limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 3600)
+    limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
+    # A stream holds a worker thread: never let streams take the threads ingest needs.
+    slots = current_app.extensions.setdefault(
+        "clustermon_sse_slots",
+        threading.BoundedSemaphore(max(1, current_app.config.get("THREADS", 8) // 2)),
+    )
+    if not slots.acquire(blocking=False):
+        raise Problem(
+            503,
+            "this worker serves as many live streams as it can: poll /api/v1/events instead",
+            kind="unavailable",
+            headers={"Retry-After": "30"},
+        )
 
     def generate(after: int):
-        started = last_sent = time.monotonic()
-        yield b"retry: 2000\n\n"
-        while time.monotonic() - started < limit_seconds:
-            page = store.read_all(after, 500)
-            for r in page:
-                yield _sse(r)
-            if page:
-                after = page[-1].position
-                last_sent = time.monotonic()
-                continue
-            if time.monotonic() - last_sent > 15:
-                yield b": keep-alive\n\n"
-                last_sent = time.monotonic()
-            time.sleep(poll)
+        try:
+            started = last_sent = time.monotonic()
+            yield b"retry: 2000\n\n"
+            while time.monotonic() - started < limit_seconds:
+                page = store.read_all(after, 500)
+                for r in page:
+                    yield _sse(r)
+                if page:
+                    after = page[-1].position
+                    last_sent = time.monotonic()
+                    continue
+                if time.monotonic() - last_sent > 15:
+                    yield b": keep-alive\n\n"
+                    last_sent = time.monotonic()
+                time.sleep(poll)
+        finally:
+            slots.release()
 
     return Response(
         stream_with_context(generate(int(raw))),

@@ -88,3 +88,18 @@ def test_sse_rejects_a_bad_last_event_id(client, tokens):
         "/api/v1/events/stream", headers={**tokens["viewer"], "Last-Event-ID": "abc"}
     )
     assert response.status_code == 422
+
+
+def test_live_streams_never_take_every_worker_thread(app, client, tokens):
+    app.config["THREADS"] = 2  # one stream slot
+    app.config["SSE_MAX_SECONDS"] = 0.05
+    first = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    assert first.status_code == 200
+    busy = client.get("/api/v1/events/stream", headers=tokens["viewer"])
+    assert busy.status_code == 503
+    assert busy.mimetype == "application/problem+json"
+    assert busy.headers["Retry-After"] == "30"
+    first.get_data()  # the first stream ends and gives its slot back
+    first.close()
+    again = client.get("/api/v1/events/stream", headers=tokens["viewer"])
+    assert again.status_code == 200
