@@ -36,7 +36,6 @@ from eventstore.store import (
     EventStore,
     NewEvent,
     RecordedEvent,
-    _recorded,
 )
 from eventstore.tables import UTCDateTime
 from eventstore.tables import events as events_table
@@ -55,29 +54,6 @@ class InvalidConfiguration(ValueError):
     def __init__(self, errors: dict[str, list[str]]):
         super().__init__("invalid configuration")
         self.errors = errors
-
-
-def last_events(conn: sa.Connection, streams: Sequence[str]) -> dict[str, RecordedEvent]:
-    """The last event of each stream that has one (one index probe per stream)."""
-    if not streams:
-        return {}
-    columns = ", ".join(f"e.{c.name}" for c in _columns())
-    if conn.dialect.name == "postgresql":
-        sql = (
-            f"SELECT {columns} FROM unnest(CAST(:streams AS text[])) AS s(stream)"
-            " CROSS JOIN LATERAL (SELECT * FROM events WHERE events.stream = s.stream"
-            " ORDER BY version DESC LIMIT 1) AS e"
-        )
-        params: dict[str, Any] = {"streams": list(streams)}
-    else:
-        sql = (
-            f"SELECT {columns} FROM json_each(:streams) AS s JOIN events AS e"
-            " ON e.stream = s.value"
-            " AND e.version = (SELECT max(version) FROM events WHERE stream = s.value)"
-        )
-        params = {"streams": orjson.dumps(list(streams)).decode()}
-    query = sa.text(sql).columns(*[c._copy() for c in _columns()])
-    return {row.stream: _recorded(row) for row in conn.execute(query, params)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,22 +105,6 @@ def stream_tails(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Tail]
     return tails
 
 
-def _columns():
-    c = events_table.c
-    return (
-        c.position,
-        c.event_id,
-        c.stream,
-        c.version,
-        c.type,
-        c.schema_version,
-        c.data,
-        c.metadata,
-        c.occurred_at,
-        c.recorded_at,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What decides deadlines: the configuration in force and the last monitor resumption."""
@@ -161,26 +121,21 @@ class ClusterCommands:
 
     # --- policy -------------------------------------------------------------------------------
 
-    def policy(self, conn: sa.Connection, tails: Mapping[str, Tail | RecordedEvent]) -> Policy:
+    def policy(self, tails: Mapping[str, Tail]) -> Policy:
+        """The policy at the versions of the `cluster` and `monitor` streams in `tails`."""
         versions = tuple(
             tails[s].version if s in tails else 0 for s in (CLUSTER_STREAM, MONITOR_STREAM)
         )
         cached = self._policy
         if cached is None or cached.versions != versions:
-            query = (
-                sa.select(*_columns())
-                .where(events_table.c.stream.in_((CLUSTER_STREAM, MONITOR_STREAM)))
-                .order_by(events_table.c.position)
-            )
-            state = fold(_recorded(row) for row in conn.execute(query))
+            events = self.store.read_all(0, None, streams=[CLUSTER_STREAM, MONITOR_STREAM])
+            state = fold(e for e in events if e.position <= _last_position(tails))
             cached = self._policy = Policy(state.configuration, state.monitor_resumed_at, versions)
         return cached
 
     def configuration(self) -> Configuration:
         with self.store.engine.connect() as conn:
-            return self.policy(
-                conn, last_events(conn, [CLUSTER_STREAM, MONITOR_STREAM])
-            ).configuration
+            return self.policy(stream_tails(conn, [CLUSTER_STREAM, MONITOR_STREAM])).configuration
 
     # --- heartbeats ---------------------------------------------------------------------------
 
@@ -209,7 +164,7 @@ class ClusterCommands:
                     [b.event_id for b in beats] if maybe_duplicates is None else maybe_duplicates
                 )
                 stored = stored_ids(conn, list(candidates)) if candidates else set()
-                policy = self.policy(conn, tails)
+            policy = self.policy(tails)
             now = self.store.clock()
             events = self._with_outages(beats, tails, stored, policy, now)
             expected = {s: tails[s].version if s in tails else 0 for s in streams}
@@ -289,8 +244,8 @@ class ClusterCommands:
         """Apply a partial update; the merged configuration must stay coherent."""
         for _attempt in range(5):
             with self.store.engine.connect() as conn:
-                tails = last_events(conn, [CLUSTER_STREAM, MONITOR_STREAM])
-                policy = self.policy(conn, tails)
+                tails = stream_tails(conn, [CLUSTER_STREAM, MONITOR_STREAM])
+            policy = self.policy(tails)
             current = policy.configuration
             effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
             merged = {**current.settings(), **changes}
@@ -323,8 +278,8 @@ class ClusterCommands:
         stream = component_stream(server, component)
         for _attempt in range(5):
             with self.store.engine.connect() as conn:
-                tail = last_events(conn, [stream]).get(stream)
-            if tail is None or isinstance(tail.event, ComponentRemoved):
+                tail = stream_tails(conn, [stream]).get(stream)
+            if tail is None or tail.type == ComponentRemoved.type:
                 raise NotInCluster(f"{component} component of {server} is not in the cluster")
             try:
                 result = self.store.append(
@@ -339,6 +294,13 @@ class ClusterCommands:
                 continue
             return result.recorded[0]
         raise ConcurrencyError(stream, -1, -1)
+
+
+def _last_position(tails: Mapping[str, Tail]) -> int:
+    """The policy streams' last position seen: a policy never folds past what it was asked for
+    (an event appended after the tails were read belongs to the next decision)."""
+    positions = [tails[s].position for s in (CLUSTER_STREAM, MONITOR_STREAM) if s in tails]
+    return max(positions, default=0)
 
 
 def stored_ids(conn: sa.Connection, ids: Sequence) -> set:
