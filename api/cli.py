@@ -228,6 +228,14 @@ def init_app(app: Flask) -> None:
 
 
 def main() -> None:
+    import sys
+
+    if {"serve", "run"} & set(sys.argv[1:2]) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # gunicorn workers are separate processes: /metrics adds up what they write here.
+        # Set before anything imports prometheus_client, which reads it once.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clustermon-metrics-")
     from api.app import create_app
 
     FlaskGroup(

@@ -36,11 +36,15 @@ class _Pending:
     error: BaseException | None = None
 
 
+def size_of(group) -> int:
+    return sum(len(p.beats) for p in group)
+
+
 class GroupCommitter:
     def __init__(self, commands: ClusterCommands, max_events: int = 5000, on_commit=None):
         self.commands = commands
         self.max_events = max_events
-        self.on_commit = on_commit  # callback(n_events, seconds) for metrics
+        self.on_commit = on_commit  # (accepted, duplicates, events, seconds), for metrics
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
@@ -97,15 +101,23 @@ class GroupCommitter:
                 pending.error = exc
                 pending.done.set()
             return
-        if self.on_commit:
-            self.on_commit(len(result.recorded), time.perf_counter() - started)
-        fresh = {r.event_id for r in result.recorded}
-        last = result.last_position or self.commands.store.head_position()
-        for pending in group:
-            accepted = 0
-            for beat in pending.beats:
-                if beat.event_id in fresh:  # the first copy of an id is the one stored
-                    fresh.discard(beat.event_id)
-                    accepted += 1
-            pending.receipt = Receipt(accepted, len(pending.beats) - accepted, last)
-            pending.done.set()
+        seconds = time.perf_counter() - started
+        try:
+            fresh = {r.event_id for r in result.recorded}
+            last = result.last_position or self.commands.store.head_position()
+            for pending in group:
+                accepted = 0
+                for beat in pending.beats:
+                    if beat.event_id in fresh:  # the first copy of an id is the one stored
+                        fresh.discard(beat.event_id)
+                        accepted += 1
+                pending.receipt = Receipt(accepted, len(pending.beats) - accepted, last)
+            if self.on_commit:
+                accepted = sum(p.receipt.accepted for p in group)
+                self.on_commit(accepted, size_of(group) - accepted, len(result.recorded), seconds)
+        except BaseException as exc:  # committed, but the answer could not be made: no 202
+            for pending in group:
+                pending.error = pending.error or exc
+        finally:
+            for pending in group:
+                pending.done.set()

@@ -40,7 +40,9 @@ APPEND_EVENTS = Histogram(
 )
 
 
-def on_commit(events: int, seconds: float) -> None:
+def on_commit(accepted: int, duplicates: int, events: int, seconds: float) -> None:
+    HEARTBEATS.inc(accepted)
+    DUPLICATES.inc(duplicates)
     APPEND_SECONDS.observe(seconds)
     APPEND_EVENTS.observe(events)
 

@@ -37,11 +37,28 @@ def test_openapi_names_the_contract(client):
     assert b"/api/v1/heartbeats" in docs.data
 
 
+def _sample(body: str, name: str) -> float:
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def test_metrics_count_ingest_without_cluster_data(client, post):
-    post(heartbeat(server="secret-server-name"))
+    before = client.get("/metrics").get_data(as_text=True)
+    event_id = "8f14e45f-ceea-467f-a0e6-6a9c4cba1b2e"
+    post({"heartbeats": [heartbeat(server="secret-server-name", event_id=event_id)] * 2})
+    post(heartbeat(server="other"))
     body = client.get("/metrics").get_data(as_text=True)
-    assert "clustermon_heartbeats_accepted_total" in body or "clustermon_append_seconds" in body
-    assert "clustermon_http_requests_total" in body
+    accepted = "clustermon_heartbeats_accepted_total"
+    duplicates = "clustermon_heartbeats_duplicate_total"
+    assert _sample(body, accepted) - _sample(before, accepted) == 2
+    assert _sample(body, duplicates) - _sample(before, duplicates) == 1
+    assert _sample(body, "clustermon_append_seconds_count") > _sample(
+        before, "clustermon_append_seconds_count"
+    )
+    assert 'clustermon_http_requests_total{endpoint="/api/v1/heartbeats"' in body
+    assert "clustermon_projection_lag_events" in body
     assert "secret-server-name" not in body
 
 

@@ -29,7 +29,6 @@ class Server:
             "CLUSTERMON_DATABASE_URL": database_url,
             "CLUSTERMON_PORT": str(self.port),
             "CLUSTERMON_WORKERS": "2",
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         }
         self.process: subprocess.Popen | None = None
 

@@ -40,3 +40,28 @@ def test_simulated_servers_show_up_with_their_problems(server):
     assert rows["node02"]["version_in_sync"] is False
     assert rows["node03"]["encryption_key_in_sync"] is False
     assert rows["node03"]["health"] == "error"
+
+
+def test_metrics_add_up_every_gunicorn_worker(server):
+    server.cli("db", "upgrade")
+    token = server.cli("token", "create", "--role", "agent", "--name", "metrics")
+    server.start()  # two workers
+    for i in range(20):
+        request = urllib.request.Request(
+            server.url + "/api/v1/heartbeats",
+            data=orjson.dumps(
+                {"server": f"m{i}", "component": "web", "sent_at": "2026-11-27T10:00:00Z"}
+            ),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request) as response:
+            assert response.status == 202
+    with urllib.request.urlopen(server.url + "/metrics") as response:
+        body = response.read().decode()
+    [line] = [
+        line
+        for line in body.splitlines()
+        if line.startswith("clustermon_heartbeats_accepted_total ")
+    ]
+    assert float(line.split()[1]) == 20
