@@ -85,9 +85,8 @@ def create_app(test_config: dict | None = None) -> Flask:
             "security": [{"bearer": []}],
         },
     )
-    for blueprint in (heartbeats.blp, cluster.blp, events.blp):
+    for blueprint in (heartbeats.blp, cluster.blp, events.blp, audit.blp):
         api.register_blueprint(blueprint)
-    api.register_blueprint(audit.blp)
     api.spec.components.schema("Heartbeat", schema=heartbeats.HeartbeatSchema)
     api.spec.components.schema("HeartbeatBatch", schema=heartbeats.HeartbeatBatchSchema)
     api.spec.components.schema("ConfigurationPatch", schema=cluster.ConfigurationPatchSchema)
