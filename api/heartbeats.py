@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
@@ -23,10 +24,10 @@ def json_body():
     """The request's JSON document, or a 4xx problem (wrong media type, bad JSON)."""
     if not request.is_json:
         raise Problem(415, "send the body as application/json", kind="unsupported-media-type")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise Problem(400, "the body is not valid JSON", kind="bad-json")
-    return body
+    try:
+        return orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not valid JSON: {exc}", kind="bad-json") from None
 
 
 def request_metadata() -> dict:
