@@ -12,7 +12,7 @@ from api.auth import require
 from api.problems import Problem, invalid
 from api.schemas import HeartbeatBatchSchema, HeartbeatSchema, IngestResultSchema
 from eventstore.events import HeartbeatRecorded
-from eventstore.store import NewEvent
+from eventstore.store import ConcurrencyError, NewEvent
 
 blp = Blueprint("heartbeats", __name__, url_prefix="/api/v1", description="Heartbeat ingest")
 
@@ -92,7 +92,7 @@ def post_heartbeats():
         )
     try:
         receipt = current_app.extensions["clustermon_ingest"].submit(beats, client_ids)
-    except (SQLAlchemyError, TimeoutError) as exc:
+    except (SQLAlchemyError, TimeoutError, ConcurrencyError) as exc:
         raise Problem(
             503,
             f"not recorded, retry later ({exc.__class__.__name__})",

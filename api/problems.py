@@ -6,6 +6,7 @@ import logging
 
 import marshmallow as ma
 from flask import Flask, Response, json
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,20 @@ def handle_unexpected(error: Exception) -> Response:
     return problem_response(500, server_error.name, "an unexpected error occurred; it was logged")
 
 
+def handle_database_unavailable(error: Exception) -> Response:
+    log.warning("database unavailable: %s", error.__class__.__name__)
+    return problem_response(
+        503,
+        "Service Unavailable",
+        "the database cannot be reached; nothing was recorded, retry later",
+        kind="unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    # Connection-level failures (database down, pool exhausted) are the client's cue to retry.
+    for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        app.register_error_handler(error, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -69,3 +69,19 @@ def test_unknown_paths_and_methods_are_problems(client, tokens):
     wrong = client.delete("/api/v1/events", headers=tokens["admin"])
     assert wrong.status_code == 405
     assert wrong.mimetype == "application/problem+json"
+
+
+def test_an_unreachable_database_is_503_never_500(tmp_path):
+    from api.app import create_app
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/missing-dir/clustermon.db"})
+    client = app.test_client()
+    headers = {"Authorization": "Bearer cm_agent_whatever"}
+    for response in (
+        client.post("/api/v1/heartbeats", json=heartbeat(), headers=headers),
+        client.get("/api/v1/cluster", headers=headers),
+    ):
+        assert response.status_code == 503
+        assert response.mimetype == "application/problem+json"
+        assert response.headers["Retry-After"] == "5"
+    assert client.get("/readyz").status_code == 503
