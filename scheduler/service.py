@@ -17,32 +17,25 @@ Only the leader runs sweep, catch-up and snapshot jobs.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from eventstore.clock import Clock
 from eventstore.store import EventStore
+from projections.runner import ProjectionRunner
+from projections.snapshots import take_snapshot
 from scheduler.deadlines import DeadlineIndex
 from scheduler.gaps import LIVENESS_EVERY, record_liveness, resume_after_gap
 from scheduler.leader import LeaderLock, leader_lock_for
+from scheduler.reports_job import run_due_reports
 from scheduler.sweep import default_detector, emit_timeouts
 
 log = logging.getLogger("clustermon.scheduler")
 
 ELECTION_INTERVAL_SECONDS = 1.0
-
-
-def optional_hook(module: str, attribute: str) -> Callable | None:
-    """`module.attribute` if that module exists and defines it (built in parallel elsewhere)."""
-    try:
-        return getattr(importlib.import_module(module), attribute, None)
-    except ImportError:
-        return None
 
 
 class SchedulerService:
@@ -147,17 +140,15 @@ class SchedulerService:
 
     def snapshot_job(self) -> None:
         if self.elect():
-            optional_hook("projections.snapshots", "take_snapshot")(self.store)
+            take_snapshot(self.store)
 
     def reports_job(self) -> None:
         if self.elect():
-            optional_hook("scheduler.reports_job", "run_due_reports")(self.store, self.clock())
+            run_due_reports(self.store, self.clock())
 
     def _runner(self):
         if self._projection_runner is None:
-            self._projection_runner = optional_hook("projections.runner", "ProjectionRunner")(
-                self.store
-            )
+            self._projection_runner = ProjectionRunner(self.store)
         return self._projection_runner
 
 
@@ -190,34 +181,26 @@ def build_scheduler(service: SchedulerService, scheduler=None):
         misfire_grace_time=max(5, int(10 * interval)),
         **common,
     )
-    if optional_hook("projections.runner", "ProjectionRunner") is not None:
-        scheduler.add_job(
-            service.projection_job,
-            "interval",
-            seconds=1,
-            id="projection-catch-up",
-            misfire_grace_time=5,
-            **common,
-        )
-    if optional_hook("projections.snapshots", "take_snapshot") is not None:
-        scheduler.add_job(
-            service.snapshot_job,
-            "interval",
-            seconds=60,
-            id="snapshot",
-            misfire_grace_time=300,
-            **common,
-        )
-    # Issue 6: the reports job (run_due_reports is idempotent and cheap when nothing is due).
-    if optional_hook("scheduler.reports_job", "run_due_reports") is not None:
-        scheduler.add_job(
-            service.reports_job,
-            "interval",
-            minutes=1,
-            id="reports",
-            misfire_grace_time=300,
-            **common,
-        )
+    scheduler.add_job(
+        service.projection_job,
+        "interval",
+        seconds=1,
+        id="projection-catch-up",
+        misfire_grace_time=5,
+        **common,
+    )
+    scheduler.add_job(
+        service.snapshot_job,
+        "interval",
+        seconds=60,
+        id="snapshot",
+        misfire_grace_time=300,
+        **common,
+    )
+    # run_due_reports is idempotent and cheap when nothing is due.
+    scheduler.add_job(
+        service.reports_job, "interval", minutes=1, id="reports", misfire_grace_time=300, **common
+    )
     return scheduler
 
 
