@@ -26,7 +26,9 @@ class HeartbeatSchema(HeartbeatRecordedSchema):
     event_id = fields.UUID(load_default=None, metadata={"description": "idempotency key"})
     server = fields.String(required=True, validate=SERVER_NAME)
 
-    @ma.validates_schema(pass_original=True)
+    # Runs even when other fields failed: a raw key is also an unknown field, and marshmallow
+    # skips schema validators after any field error by default, so the message never showed.
+    @ma.validates_schema(pass_original=True, skip_on_field_errors=False)
     def refuse_raw_keys(self, data, original, **kwargs):
         if isinstance(original, dict):
             raw = [name for name in RAW_KEY_FIELDS if name in original]
