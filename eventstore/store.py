@@ -34,10 +34,11 @@ are harmless: nothing can commit below the head later, so followers never wait f
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import cycle
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -47,7 +48,8 @@ import sqlalchemy as sa
 
 from eventstore.clock import Clock, utc_now
 from eventstore.db import write_connection
-from eventstore.events import CATALOG, Event, decode
+from eventstore.decoding import RecordedEvent, record, recorded
+from eventstore.events import Event
 from eventstore.tables import events as events_table
 
 # Any constant shared by every writer; "clustermon" in ASCII, to be recognisable in pg_locks.
@@ -113,20 +115,6 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    position: int
-    event_id: UUID
-    stream: str
-    version: int
-    type: str
-    schema_version: int  # as stored; `event` is always the current version
-    event: Event
-    metadata: Mapping[str, Any]
-    occurred_at: datetime
-    recorded_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class AppendResult:
     recorded: list[RecordedEvent]
     duplicates: list[UUID]
@@ -148,120 +136,6 @@ _COLUMNS = (
     events_table.c.occurred_at,
     events_table.c.recorded_at,
 )
-
-
-def _recorded(row: Sequence[Any]) -> RecordedEvent:
-    """A stored row (in `_COLUMNS` order) as a RecordedEvent, its payload upcast and decoded."""
-    position, event_id, stream, version, type_, schema_version, data, meta, occurred, recorded = row
-    return _record(
-        position,
-        event_id,
-        stream,
-        version,
-        type_,
-        schema_version,
-        _decode(type_, schema_version, orjson.loads(data)),
-        _metadata(meta),
-        occurred,
-        recorded,
-    )
-
-
-_METADATA_CACHE: dict[str, dict[str, Any]] = {}
-
-
-def _metadata(text: str) -> dict[str, Any]:
-    """Parsed metadata. Most events of a replay carry one of a few metadata texts (the same agent,
-    actor, source), so each distinct text is parsed once and handed out as a fresh shallow copy
-    (nested values, rare in metadata, are parsed again). Bounded: reset when it grows large."""
-    cached = _METADATA_CACHE.get(text)
-    if cached is None:
-        parsed = orjson.loads(text)
-        if not isinstance(parsed, dict) or any(isinstance(v, dict | list) for v in parsed.values()):
-            return parsed
-        if len(_METADATA_CACHE) >= 1024:
-            _METADATA_CACHE.clear()
-        _METADATA_CACHE[text] = cached = parsed
-    return cached.copy()
-
-
-# --- fast decoding ------------------------------------------------------------------------------
-# Replays decode every event of the log, and a frozen dataclass's __init__ costs about 0.3 us per
-# field (object.__setattr__ looked up and called for each). The functions below fill the slots
-# of the very same classes directly, unrolled like dataclasses' own generated __init__: the same
-# objects (the tests compare them with eventstore.events.decode), several times cheaper. A payload
-# that is not a plain match of the current version (old schema version, missing required field,
-# unknown key) or a class with custom construction goes through eventstore.events.decode.
-
-
-def _slot_filler(cls: type, name: str, fields: Sequence[str], body: list[str], env: dict):
-    """Compile `def name(...)`: a new `cls` whose slots `fields` are set directly."""
-    env = {"_new": object.__new__, "_cls": cls, **env}
-    for f in fields:
-        env[f"_set_{f}"] = cls.__dict__[f].__set__
-    source = "\n".join(body)
-    exec(compile(source, f"<{cls.__name__} {name}>", "exec"), env)  # our own text, see above
-    return env[name]
-
-
-_record = _slot_filler(
-    RecordedEvent,
-    "_record",
-    [f.name for f in dataclasses.fields(RecordedEvent)],
-    [
-        "def _record(" + ", ".join(f.name for f in dataclasses.fields(RecordedEvent)) + "):",
-        "    r = _new(_cls)",
-        *(f"    _set_{f.name}(r, {f.name})" for f in dataclasses.fields(RecordedEvent)),
-        "    return r",
-    ],
-    {},
-)
-
-
-def _builder(cls: type[Event]) -> Callable[[dict[str, Any]], Event | None] | None:
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    custom = (
-        "__slots__" not in cls.__dict__
-        or hasattr(cls, "__post_init__")
-        or cls.from_data.__func__ is not Event.from_data.__func__  # type: ignore[attr-defined]
-        or any(f.default_factory is not dataclasses.MISSING or not f.init for f in fields)
-    )
-    if custom:
-        return None
-    names = [f.name for f in fields]
-    body = ["def build(data):", "    if not data.keys() <= _known:", "        return None"]
-    body += ["    try:"]
-    for f in fields:
-        if f.default is dataclasses.MISSING:
-            body.append(f"        {f.name} = data[{f.name!r}]")
-        else:
-            body.append(f"        {f.name} = data.get({f.name!r}, _default_{f.name})")
-    body += ["    except KeyError:", "        return None"]
-    for name in cls._datetime_fields:
-        body.append(f"    if {name}.__class__ is str:")
-        body.append(f"        {name} = _fromisoformat({name})")
-    body.append("    e = _new(_cls)")
-    body += [f"    _set_{n}(e, {n})" for n in names]
-    body.append("    return e")
-    env = {"_known": frozenset(names), "_fromisoformat": datetime.fromisoformat}
-    env.update({f"_default_{f.name}": f.default for f in fields})
-    return _slot_filler(cls, "build", names, body, env)
-
-
-_BUILDERS = {
-    name: (cls.schema_version, build)
-    for name, cls in CATALOG.items()
-    if (build := _builder(cls)) is not None
-}
-
-
-def _decode(type_: str, schema_version: int, data: dict[str, Any]) -> Event:
-    fast = _BUILDERS.get(type_)
-    if fast is not None and fast[0] == schema_version:
-        event = fast[1](data)
-        if event is not None:
-            return event
-    return decode(type_, schema_version, data)
 
 
 def _raise_first_conflict(fresh: Sequence[NewEvent], conflicts: Mapping[str, tuple]) -> None:
@@ -361,7 +235,7 @@ class EventStore:
                 raise RuntimeError(f"position {position} out of batch order after {last}")
             last = position
             recorded.append(
-                _record(
+                record(
                     position,
                     event_id,
                     new.event.stream,
@@ -645,7 +519,7 @@ class EventStore:
             .order_by(events_table.c.version)
             .limit(limit)
         )
-        return [_recorded(row) for row in self._rows(query)]
+        return [recorded(row) for row in self._rows(query)]
 
     def read_all(
         self,
@@ -662,7 +536,7 @@ class EventStore:
         """The log in position order after `after`, filtered; `since`/`until` bound recorded_at
         (since inclusive, until exclusive), `up_to` bounds the position (inclusive)."""
         query = self._select(after, types, streams, stream_prefix, since, until, up_to).limit(limit)
-        return [_recorded(row) for row in self._rows(query)]
+        return [recorded(row) for row in self._rows(query)]
 
     def iter_all(
         self,
@@ -672,15 +546,41 @@ class EventStore:
         until: datetime | None = None,
         batch_size: int = 10_000,
     ) -> Iterator[RecordedEvent]:
-        """Every event after `after` in order, fetched in pages (for replays of any size)."""
-        while True:
-            page = self._select(after, None, None, None, None, until, up_to).limit(batch_size)
-            rows = self._rows(page)
-            for row in rows:
-                yield _recorded(row)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+        """Every event after `after` in order, fetched in pages (for replays of any size).
+
+        On PostgreSQL, while one page is decoded the next is already being produced by the
+        server on another core: a helper thread runs its query on a second connection (psycopg
+        waits with the GIL released). Rows are then converted 500 at a time: a whole page of
+        10,000 row tuples alive at once gets promoted and rescanned by the cyclic garbage
+        collector, which cost a fifth of the replay (BENCHMARKS.md, "Replay")."""
+
+        def page(after: int) -> sa.Select:
+            return self._select(after, None, None, None, None, until, up_to).limit(batch_size)
+
+        if self.dialect != "postgresql":
+            while True:
+                rows = self._rows(page(after))
+                yield from map(recorded, rows)
+                if len(rows) < batch_size:
+                    return
+                after = rows[-1][0]
+        with (
+            self.engine.connect() as one,
+            self.engine.connect() as other,
+            ThreadPoolExecutor(1, thread_name_prefix="clustermon-replay") as prefetch,
+        ):
+            drivers = cycle([one.connection.driver_connection, other.connection.driver_connection])
+            pending: Future | None = prefetch.submit(self._execute, next(drivers), page(after))
+            while pending is not None:
+                cursor = pending.result()
+                pending = None
+                if cursor.rowcount == batch_size:
+                    cursor.scroll(batch_size - 1, "absolute")
+                    last = cursor.fetchone()[0]
+                    cursor.scroll(0, "absolute")
+                    pending = prefetch.submit(self._execute, next(drivers), page(last))
+                while rows := cursor.fetchmany(500):
+                    yield from map(recorded, rows)
 
     def _rows(self, query: sa.Select) -> list[Sequence[Any]]:
         """The rows of a read. On PostgreSQL straight from the psycopg cursor: SQLAlchemy's
@@ -688,16 +588,24 @@ class EventStore:
         with self.engine.connect() as conn:
             if self.dialect != "postgresql":
                 return conn.execute(query).all()
-            compiled = query.compile(
-                dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
-            )
-            with conn.connection.driver_connection.cursor(binary=True) as cursor:
-                try:
-                    return cursor.execute(compiled.string, compiled.params).fetchall()
-                except psycopg.Error as exc:
-                    raise sa.exc.DBAPIError.instance(
-                        compiled.string, compiled.params, exc, psycopg.Error
-                    ) from exc
+            return self._execute(conn.connection.driver_connection, query).fetchall()
+
+    def _execute(self, driver: psycopg.Connection, query: sa.Select) -> psycopg.Cursor:
+        """A binary psycopg cursor holding the whole result of `query`, its transaction ended
+        (the rows stay in client memory)."""
+        compiled = query.compile(
+            dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        cursor = driver.cursor(binary=True)
+        try:
+            cursor.execute(compiled.string, compiled.params)
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance(
+                compiled.string, compiled.params, exc, psycopg.Error
+            ) from exc
+        finally:
+            driver.rollback()
+        return cursor
 
     @staticmethod
     def _select(after, types, streams, stream_prefix, since, until, up_to):

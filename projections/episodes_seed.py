@@ -21,8 +21,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from eventstore.decoding import RecordedEvent, recorded
 from eventstore.events import ComponentRemoved, ComponentTimedOut, component_stream
-from eventstore.store import _COLUMNS, EventStore, RecordedEvent, _recorded
+from eventstore.store import _COLUMNS, EventStore
 from eventstore.tables import events as events_table
 from projections import snapshots
 from projections.episodes import TIMEOUT_SETTING, Episode, EpisodeBuilder, _Track
@@ -168,7 +169,7 @@ def _by_stream_version(store: EventStore, pairs) -> dict[tuple[str, int], Record
             chunk = pairs[start : start + 500]
             query = sa.select(*_COLUMNS).where(sa.tuple_(c.stream, c.version).in_(chunk))
             for row in conn.execute(query):
-                r = _recorded(row)
+                r = recorded(row)
                 out[(r.stream, r.version)] = r
     return out
 
@@ -181,6 +182,6 @@ def _by_position(store: EventStore, positions) -> dict[int, RecordedEvent]:
         for start in range(0, len(positions), 500):
             query = sa.select(*_COLUMNS).where(c.position.in_(positions[start : start + 500]))
             for row in conn.execute(query):
-                r = _recorded(row)
+                r = recorded(row)
                 out[r.position] = r
     return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from eventstore.decoding import RecordedEvent, recorded
 from eventstore.events import (
     CLUSTER_STREAM,
     MONITOR_STREAM,
@@ -23,7 +24,7 @@ from eventstore.events import (
     MonitorResumed,
     component_stream,
 )
-from eventstore.store import _COLUMNS, EventStore, RecordedEvent, _recorded
+from eventstore.store import _COLUMNS, EventStore
 from eventstore.tables import events as events_table
 from projections import rules
 from projections.episodes import TIMEOUT_SETTING
@@ -48,7 +49,7 @@ def _last_heartbeat(store: EventStore, stream: str, at: datetime) -> RecordedEve
     )
     with store.engine.connect() as conn:
         row = conn.execute(query).first()
-    return _recorded(row) if row is not None else None
+    return recorded(row) if row is not None else None
 
 
 def _ref(r: RecordedEvent) -> dict[str, Any]:

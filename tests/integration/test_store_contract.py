@@ -186,6 +186,18 @@ def test_iter_all_pages_through_the_whole_log(store, clock):
     assert len(list(store.iter_all(until=clock.now, batch_size=4))) == 25
 
 
+def test_an_abandoned_replay_gives_its_connections_back(store):
+    store.append([beat(f"s{i:03d}") for i in range(30)])
+    for _ in range(20):  # more replays than the pool holds connections
+        replay = store.iter_all(batch_size=10)
+        assert next(replay).event.server == "s000"
+        replay.close()
+
+    assert store.engine.pool.checkedout() == 0
+    # 30 is a whole number of pages: the replay ends on the empty one.
+    assert [r.event.server for r in store.iter_all(batch_size=10)][-2:] == ["s028", "s029"]
+
+
 # --- atomic batches and optimistic concurrency --------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from eventstore.decoding import RecordedEvent, decode_payload, recorded
 from eventstore.events import (
     CATALOG,
     ComponentRecovered,
@@ -19,7 +20,6 @@ from eventstore.events import (
     MonitorResumed,
     decode,
 )
-from eventstore.store import RecordedEvent, _decode, _recorded
 
 T = datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=UTC)
 
@@ -69,10 +69,11 @@ def test_the_samples_cover_the_whole_catalog():
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda e: type(e).__name__)
 def test_fast_decoding_equals_the_catalogs_decoding(event):
     data = stored(event)
-    fast = _decode(event.type, event.schema_version, data)
+    fast = decode_payload(event.type, event.schema_version, data)
 
     assert fast == decode(event.type, event.schema_version, stored(event)) == event
     assert type(fast) is type(event)
+    assert dataclasses.replace(fast) == event  # an ordinary instance of the frozen class
     with pytest.raises(dataclasses.FrozenInstanceError):  # still immutable
         setattr(fast, dataclasses.fields(fast)[0].name, "other")
     assert fast.stream == event.stream
@@ -80,7 +81,7 @@ def test_fast_decoding_equals_the_catalogs_decoding(event):
 
 def test_absent_optional_fields_get_their_defaults():
     data = {"server": "web01", "component": "web", "sent_at": T.isoformat()}
-    assert _decode("HeartbeatRecorded", 2, data) == HeartbeatRecorded(
+    assert decode_payload("HeartbeatRecorded", 2, data) == HeartbeatRecorded(
         server="web01", component="web", sent_at=T
     )
 
@@ -92,12 +93,12 @@ def test_malformed_payloads_fail_as_the_catalogs_decoding_does():
         with pytest.raises(TypeError):
             decode("HeartbeatRecorded", 2, dict(data))
         with pytest.raises(TypeError):
-            _decode("HeartbeatRecorded", 2, dict(data))
+            decode_payload("HeartbeatRecorded", 2, dict(data))
 
 
 def test_an_old_schema_version_is_upcast():
     v1 = {"server": "db1", "component": "Web", "sent_at": T.isoformat(), "key_fingerprint": None}
-    assert _decode("HeartbeatRecorded", 1, v1) == HeartbeatRecorded(
+    assert decode_payload("HeartbeatRecorded", 1, v1) == HeartbeatRecorded(
         server="db1", component="web", sent_at=T
     )
 
@@ -117,11 +118,12 @@ def test_a_row_becomes_the_same_recorded_event_as_the_dataclass_builds():
         T,
         T,
     )
-    record = _recorded(row)
+    record = recorded(row)
 
     assert record == RecordedEvent(
         7, event_id, "web01/web", 3, "HeartbeatRecorded", 2, event, {"actor": "agent-1"}, T, T
     )
+    assert type(record) is RecordedEvent
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.position = 8
 
@@ -132,12 +134,12 @@ def test_records_never_share_their_metadata():
     meta = '{"actor":"agent-1","source":"10.0.0.5"}'
     nested = '{"actor":"admin","changes":{"a":[1,2]}}'
     rows = [(i, uuid.uuid4(), event.stream, i, event.type, 2, data, meta, T, T) for i in (1, 2)]
-    first, second = (_recorded(row) for row in rows)
+    first, second = (recorded(row) for row in rows)
 
     first.metadata["actor"] = "tampered"
 
     assert second.metadata == {"actor": "agent-1", "source": "10.0.0.5"}
-    assert _recorded(rows[0]).metadata == {"actor": "agent-1", "source": "10.0.0.5"}
-    one, two = (_recorded((*rows[0][:7], nested, T, T)) for _ in range(2))
+    assert recorded(rows[0]).metadata == {"actor": "agent-1", "source": "10.0.0.5"}
+    one, two = (recorded((*rows[0][:7], nested, T, T)) for _ in range(2))
     one.metadata["changes"]["a"].append(3)
     assert two.metadata == {"actor": "admin", "changes": {"a": [1, 2]}}
