@@ -90,7 +90,8 @@ def replay_store(store: EventStore) -> tuple[int, float]:
 def replay_raw(url: str, decode_json: bool) -> tuple[int, float]:
     sql = f"SELECT {COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT {PAGE}"
     loads = orjson.loads
-    with psycopg.connect(libpq(url)) as conn:
+    # The store's session settings (eventstore.db: time zone UTC), so both convert alike.
+    with psycopg.connect(libpq(url), options="-c timezone=UTC") as conn:
         t = time.perf_counter()
         n, after = 0, 0
         while True:

@@ -19,6 +19,11 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
     """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgresql+psycopg://"):
+        # Session time zone UTC: psycopg then returns timestamptz values with the fixed
+        # `timezone.utc` (a server set to 'Etc/UTC' gives ZoneInfo('Etc/UTC'), which costs
+        # ~0.25 us more per value read and makes every later offset lookup slower too).
+        kwargs.setdefault("connect_args", {}).setdefault("options", "-c timezone=UTC")
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

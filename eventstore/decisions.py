@@ -2,7 +2,9 @@
 
 Each command reads the tail of the streams it touches, decides, and appends with the stream
 versions it saw, so a decision is never made on stale facts:
-- heartbeats are decided under the store's append lock (one batch = one transaction, no retry);
+- heartbeats are decided optimistically (read, decide, append with the versions seen); after a
+  conflict, and for a short while after one, they are decided under the store's append lock
+  instead (one transaction: lock, read, decide, append), which cannot conflict;
 - configuration changes and removals use the expected stream version and retry on a conflict.
 
 The timeout in force comes from the `cluster` and `monitor` streams, folded with the shared
@@ -11,6 +13,7 @@ fold and cached by their versions (they change rarely).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +33,9 @@ from eventstore.events import (
     HeartbeatRecorded,
     component_stream,
 )
+from eventstore.db import write_connection
 from eventstore.store import (
+    APPEND_LOCK_KEY,
     AppendResult,
     ConcurrencyError,
     EventStore,
@@ -43,7 +48,10 @@ from projections import rules
 from projections.state import ComponentState, Configuration, fold
 
 INGEST_DETECTOR = "ingest"
-MAX_ATTEMPTS = 20
+# After a conflict, heartbeat groups are decided under the append lock for this long: when
+# several processes keep writing the same components, an optimistic attempt would mostly be a
+# wasted round of reads and a refused append.
+CONTENDED_SECONDS = 1.0
 
 
 class NotInCluster(LookupError):
@@ -96,13 +104,30 @@ def stream_tails(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Tail]
         sa.column("recorded_at", UTCDateTime()),
         sa.column("data"),
     )
-    tails = {}
-    for stream, position, version, type_, recorded_at, data in conn.execute(query, params):
-        expired = None
-        if data is not None:
-            expired = datetime.fromisoformat(orjson.loads(data)["expired_at"])
-        tails[stream] = Tail(position, version, type_, recorded_at, expired)
-    return tails
+    return {
+        stream: _tail(position, version, type_, recorded_at, data)
+        for stream, position, version, type_, recorded_at, data in conn.execute(query, params)
+    }
+
+
+def _tail(position, version, type_, recorded_at, data) -> Tail:
+    expired = None
+    if data is not None:
+        expired = datetime.fromisoformat(orjson.loads(data)["expired_at"])
+    return Tail(position, version, type_, recorded_at, expired)
+
+
+# The ingest decision's facts in one PostgreSQL statement: every stream asked for (with NULLs
+# when it has no event yet) and, on each row, the ids already stored among the candidates (an
+# uncorrelated subquery: evaluated once).
+_PG_FACTS = (
+    "SELECT s.stream, e.position, e.version, e.type, e.recorded_at,"
+    " CASE WHEN e.type = 'ComponentTimedOut' THEN e.data END,"
+    " (SELECT array_agg(event_id) FROM events WHERE event_id = ANY(%s::uuid[]))"
+    " FROM unnest(%s::text[]) AS s(stream)"
+    " LEFT JOIN LATERAL (SELECT position, version, type, recorded_at, data FROM events"
+    " WHERE events.stream = s.stream ORDER BY version DESC LIMIT 1) AS e ON true"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +143,7 @@ class ClusterCommands:
     def __init__(self, store: EventStore):
         self.store = store
         self._policy: Policy | None = None
+        self._contended_until = 0.0  # time.monotonic(): decide under the lock until then
 
     # --- policy -------------------------------------------------------------------------------
 
@@ -149,30 +175,69 @@ class ClusterCommands:
         run) records that timeout, stamped with its logical expiry, and the recovery: the log
         then shows the outage whoever noticed it first.
 
-        The decision is optimistic: read the tails (one round trip), decide, append with the
-        versions seen (one round trip, the store's ordering lock held only for that). If a
-        timeout or another heartbeat of the same component got in between, decide again.
+        The decision is optimistic: read the tails and the stored ids (one round trip), decide,
+        append with the versions seen (one round trip, the store's ordering lock held only for
+        that). If a timeout or another heartbeat of the same component got in between, decide
+        again under the lock (and keep doing so for CONTENDED_SECONDS).
 
         `maybe_duplicates`: the ids that may already be stored (those a client chose); ids we
         generated ourselves cannot be, and are not looked up. Default: all of them.
         """
         streams = list(dict.fromkeys(b.event.stream for b in beats))
-        for _attempt in range(MAX_ATTEMPTS):
-            with self.store.engine.connect() as conn:
-                tails = stream_tails(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
-                candidates = (
-                    [b.event_id for b in beats] if maybe_duplicates is None else maybe_duplicates
-                )
-                stored = stored_ids(conn, list(candidates)) if candidates else set()
-            policy = self.policy(tails)
-            now = self.store.clock()
-            events = self._with_outages(beats, tails, stored, policy, now)
-            expected = {s: tails[s].version if s in tails else 0 for s in streams}
+        candidates = [b.event_id for b in beats] if maybe_duplicates is None else maybe_duplicates
+        if time.monotonic() >= self._contended_until:
+            tails, stored = self._heartbeat_facts(
+                [*streams, CLUSTER_STREAM, MONITOR_STREAM], list(candidates)
+            )
+            events, expected, now = self._decide(beats, streams, tails, stored)
             try:
                 return self.store.append(events, expected_version=expected, recorded_at=now)
             except ConcurrencyError:
-                continue
-        raise ConcurrencyError(streams[0], -1, -1)
+                self._contended_until = time.monotonic() + CONTENDED_SECONDS
+        return self._record_locked(beats, streams, list(candidates))
+
+    def _record_locked(self, beats, streams, candidates) -> AppendResult:
+        """Decide and append in one transaction that holds the append lock from before the
+        reads (SQLite: BEGIN IMMEDIATE), so no other append can move a stream in between."""
+        with write_connection(self.store.engine) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+            tails = stream_tails(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
+            stored = stored_ids(conn, candidates) if candidates else set()
+            events, expected, now = self._decide(beats, streams, tails, stored)
+            return self.store.append(
+                events, expected_version=expected, recorded_at=now, connection=conn
+            )
+
+    def _decide(self, beats, streams, tails, stored) -> tuple[list[NewEvent], dict, datetime]:
+        """The events to append (heartbeats with the outages they end), the stream versions
+        they expect, and the time they are judged at (and stamped with)."""
+        policy = self.policy(tails)
+        now = self.store.clock()
+        events = self._with_outages(beats, tails, stored, policy, now)
+        return events, {s: tails[s].version if s in tails else 0 for s in streams}, now
+
+    def _heartbeat_facts(
+        self, streams: Sequence[str], candidates: Sequence[UUID]
+    ) -> tuple[dict[str, Tail], set[UUID]]:
+        """The tails of `streams` and which `candidates` are already stored.
+
+        PostgreSQL: one statement on a pooled driver connection in autocommit mode (the store's
+        own path for appends): no BEGIN/ROLLBACK and no SQLAlchemy result wrapping, which cost
+        more client CPU than the round trip itself for a one-heartbeat group."""
+        if self.store.dialect != "postgresql":
+            with self.store.engine.connect() as conn:
+                tails = stream_tails(conn, streams)
+                stored = stored_ids(conn, candidates) if candidates else set()
+            return tails, stored
+        rows = self.store._autocommit_call(_PG_FACTS, (candidates, streams))
+        tails, stored = {}, set()
+        for stream, position, version, type_, recorded_at, data, ids in rows:
+            if position is not None:
+                tails[stream] = _tail(position, version, type_, recorded_at, data)
+            if ids:
+                stored.update(ids)
+        return tails, stored
 
     def _with_outages(self, beats, tails, stored, policy, now) -> list[NewEvent]:
         events: list[NewEvent] = []

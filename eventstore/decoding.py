@@ -79,30 +79,13 @@ def record(
 def recorded(row: Sequence[Any]) -> RecordedEvent:
     """A stored row (position, event_id, stream, version, type, schema_version, data, metadata,
     occurred_at, recorded_at) as a RecordedEvent, its payload upcast and decoded."""
-    position, event_id, stream, version, type_, schema_version, data, meta, occurred, stamp = row
-    return record(
-        position,
-        event_id,
-        stream,
-        version,
-        type_,
-        schema_version,
-        decode_payload(type_, schema_version, _loads(data)),
-        _metadata(meta),
-        occurred,
-        stamp,
-    )
+    return _ROW_DECODERS.get(row[4], _through_catalog)(row)
 
 
-def decode_payload(type_: str, schema_version: int, data: dict[str, Any]) -> Event:
-    """The event of a stored payload: built directly when it plainly matches the current
-    version, else through the catalog (upcasters, `from_data`), which also words the errors."""
-    fast = _BUILDERS.get(type_)
-    if fast is not None and fast[0] == schema_version:
-        event = fast[1](data)
-        if event is not None:
-            return event
-    return decode(type_, schema_version, data)
+def _through_catalog(row: Sequence[Any], data: dict[str, Any] | None = None) -> RecordedEvent:
+    type_, schema_version, text, meta, occurred, stamp = row[4:]
+    event = decode(type_, schema_version, _loads(text) if data is None else data)
+    return record(*row[:6], event, _metadata(meta), occurred, stamp)
 
 
 _loads = orjson.loads
@@ -124,10 +107,12 @@ def _metadata(text: str) -> dict[str, Any]:
     return cached.copy()
 
 
-def _builder(cls: type[Event]) -> Callable[[dict[str, Any]], Event | None] | None:
-    """`build(data)`: the event from a payload of the current version as the store writes it, or
-    None when the payload is not such a plain match. Generated per class, unrolled like
-    dataclasses' own `__init__`."""
+def _row_decoder(cls: type[Event]) -> Callable[[Sequence[Any]], RecordedEvent] | None:
+    """`decode(row)` for rows of `cls`'s current schema version, generated per class: the JSON
+    parsed, the event and its record built in one frame, unrolled like dataclasses' own
+    `__init__`. Anything else (an older schema version, a payload that is not exactly the
+    fields the store writes) goes through the catalog. None for classes that construct
+    themselves (`__post_init__`, `from_data`, factories)."""
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     custom = (
         "__slots__" not in cls.__dict__
@@ -137,31 +122,64 @@ def _builder(cls: type[Event]) -> Callable[[dict[str, Any]], Event | None] | Non
     )
     if custom:
         return None
-    # The store writes every field, so a payload of the current version has exactly these keys:
-    # as many keys as fields, each found, means no field missing and no unknown key.
-    body = ["def build(data):", f"    if len(data) != {len(fields)}:", "        return None"]
-    body += ["    try:"]
-    body += [f"        {f.name} = data[{f.name!r}]" for f in fields]
-    body += ["    except KeyError:", "        return None"]
+    names = [f.name for f in fields]
+    body = [
+        "def decode(row):",
+        "    position, event_id, stream, version, type_, schema_version, text, meta, occurred,"
+        " stamp = row",
+        "    data = _loads(text)",
+        # The store writes every field, so a payload of the current version has exactly these
+        # keys: as many keys as fields, each found, means none missing and no unknown one.
+        f"    if schema_version != {cls.schema_version} or len(data) != {len(names)}:",
+        "        return _through_catalog(row, data)",
+        "    try:",
+        *(f"        {name} = data[{name!r}]" for name in names),
+        "    except KeyError:",
+        "        return _through_catalog(row, data)",
+    ]
     for name in cls._datetime_fields:
         body.append(f"    if {name}.__class__ is str:")
         body.append(f"        {name} = _fromisoformat({name})")
     body.append("    e = _new(_twin)")
-    body += [f"    e.{f.name} = {f.name}" for f in fields]
-    body += ["    e.__class__ = _cls", "    return e"]
+    body += [f"    e.{name} = {name}" for name in names]
+    body.append("    e.__class__ = _cls")
+    body.append("    r = _new(_RecordedTwin)")
+    body += [
+        f"    r.{name} = {value}"
+        for name, value in [
+            ("position", "position"),
+            ("event_id", "event_id"),
+            ("stream", "stream"),
+            ("version", "version"),
+            ("type", "type_"),
+            ("schema_version", "schema_version"),
+            ("event", "e"),
+            ("metadata", "_metadata(meta)"),
+            ("occurred_at", "occurred"),
+            ("recorded_at", "stamp"),
+        ]
+    ]
+    body += ["    r.__class__ = _RecordedEvent", "    return r"]
+    assert [f.name for f in dataclasses.fields(RecordedEvent)] == [
+        "position", "event_id", "stream", "version", "type", "schema_version", "event",
+        "metadata", "occurred_at", "recorded_at",
+    ]  # fmt: skip
     env = {
         "_new": object.__new__,
         "_twin": _twin(cls),
         "_cls": cls,
+        "_RecordedTwin": _RecordedTwin,
+        "_RecordedEvent": RecordedEvent,
+        "_loads": _loads,
+        "_metadata": _metadata,
+        "_through_catalog": _through_catalog,
         "_fromisoformat": datetime.fromisoformat,
     }
     # Our own text, from the dataclass fields of our own catalog.
-    exec(compile("\n".join(body), f"<decode {cls.__name__}>", "exec"), env)
-    return env["build"]
+    exec(compile("\n".join(body), f"<decode {cls.__name__} row>", "exec"), env)
+    return env["decode"]
 
 
-_BUILDERS = {
-    name: (cls.schema_version, build)
-    for name, cls in CATALOG.items()
-    if (build := _builder(cls)) is not None
+_ROW_DECODERS = {
+    name: decoder for name, cls in CATALOG.items() if (decoder := _row_decoder(cls)) is not None
 }
