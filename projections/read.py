@@ -39,7 +39,7 @@ def _key(row) -> tuple[int, int]:
 _TAIL_LIMIT = 20_000
 
 
-def _copy_on_write_fold(old: ClusterState, events) -> ClusterState:
+def copy_on_write_fold(old: ClusterState, events) -> ClusterState:
     """`fold(events, old.copy())` without copying what the events do not touch: the new state
     shares untouched servers with `old`, which readers may still be evaluating (never changed).
     """
@@ -78,7 +78,7 @@ def _cached_state(engine: sa.Engine) -> ClusterState:
         # Same generation, a little further: fold the log between the two checkpoints (the
         # tables hold exactly that fold) instead of re-reading 20,000 rows.
         tail = EventStore(engine).read_all(after=hit[0][1], limit=None, up_to=key[1])
-        state = _copy_on_write_fold(hit[1], tail)
+        state = copy_on_write_fold(hit[1], tail)
         if state.position == key[1]:
             with _cache_lock:
                 _cache[engine] = (key, state)

@@ -19,8 +19,10 @@ Definitions (also in the README):
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -158,13 +160,23 @@ def references(state: ClusterState, current: set[tuple[str, str]]) -> References
             counts[c.product_version] += 1
         if c.encryption_key_fingerprint:
             keys[c.encryption_key_fingerprint] += 1
+    return choose_references(by_product, keys)
+
+
+def choose_references(
+    by_product: Mapping[str, Mapping[str, int]], keys: Mapping[str, int]
+) -> References:
+    """The references from counts of the components they are drawn from (positive counts:
+    product -> version -> count, fingerprint -> count). Split from `references` so that a
+    caller keeping the counts up to date (projections/rendered.py) chooses the same way."""
     versions = {
         # The string itself breaks ties between spellings of one version ("1.0", "1.00"), so
         # the reference never depends on the order the components were read in.
         product: max(counts, key=lambda v: (counts[v], _version_key(v), v))
         for product, counts in by_product.items()
+        if counts
     }
-    ranked = keys.most_common(2)
+    ranked = heapq.nlargest(2, keys.items(), key=lambda item: item[1])
     tie = len(ranked) == 2 and ranked[0][1] == ranked[1][1]
     fingerprint = ranked[0][0] if ranked and not tie else None
     return References(versions, fingerprint, tie)

@@ -4,6 +4,9 @@ This is the hot path of every read (10,000 servers = 20,000 components per reque
 common case — a current, ok, verified component — is evaluated inline; anything else goes
 through the rules in rules.py, which define the semantics. tests/unit/test_view.py checks the
 two against each other on random states.
+
+The pieces (`Judge.beat`, `server_entry`) are shared with projections/rendered.py, which keeps
+the serialized view of each server and re-evaluates only what changed.
 """
 
 from __future__ import annotations
@@ -12,103 +15,165 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from projections import rules
-from projections.state import ClusterState
+from projections.state import ClusterState, ComponentState, Configuration, ServerState
+
+# (state, stale_since, deadline) of a component's heartbeat at some `now`.
+Beat = tuple[str, datetime | None, datetime | None]
+
+
+class Judge:
+    """The heartbeat rule (rules.heartbeat) inlined for one configuration and monitor gap."""
+
+    __slots__ = ("resumed", "service_window", "web_window")
+
+    def __init__(self, config: Configuration, resumed: datetime | None):
+        self.resumed = resumed
+        self.service_window = timedelta(seconds=config.stale_timeout_seconds)
+        self.web_window = timedelta(seconds=config.web_stale_timeout_seconds)
+
+    def deadline(self, c: ComponentState) -> datetime | None:
+        last = c.last_heartbeat_at
+        if last is None:
+            return None
+        resumed = self.resumed
+        base = resumed if resumed is not None and resumed > last else last
+        return base + (self.web_window if c.name == "web" else self.service_window)
+
+    def beat(self, c: ComponentState, now: datetime) -> Beat:
+        expiry = self.deadline(c)
+        timed_out = c.timed_out_at
+        if timed_out is not None and (expiry is None or timed_out <= now):
+            # A recorded timeout stands until the next heartbeat (see rules.heartbeat).
+            return ("stale", timed_out, expiry)
+        if expiry is None or now > expiry:
+            return ("stale", expiry, expiry)
+        return ("current", None, expiry)
+
+
+def count_for_references(c: ComponentState, by_product: dict, keys: dict, step: int = 1) -> None:
+    """Add `c` to (step -1: take it from) the counts rules.choose_references takes, as
+    rules.references counts; a count that drops to zero is deleted."""
+    if c.product and c.product_version:
+        versions = by_product.get(c.product)
+        if versions is None:
+            versions = by_product[c.product] = {}
+        n = versions.get(c.product_version, 0) + step
+        if n:
+            versions[c.product_version] = n
+        else:
+            del versions[c.product_version]
+            if not versions:
+                del by_product[c.product]
+    fingerprint = c.encryption_key_fingerprint
+    if fingerprint:
+        n = keys.get(fingerprint, 0) + step
+        if n:
+            keys[fingerprint] = n
+        else:
+            del keys[fingerprint]
+
+
+def server_entry(
+    server: ServerState,
+    judged: list[tuple[ComponentState, Beat]],
+    refs: rules.References,
+    config: Configuration,
+    now: datetime,
+) -> dict[str, Any]:
+    """One server of the view; `judged` are its components sorted by name with their beats."""
+    components, findings = [], []
+    all_ok = True
+    for component, (beat_state, stale_since, expiry) in judged:
+        last = component.last_heartbeat_at
+        age = (now - last).total_seconds() if last is not None else None
+        if (
+            beat_state == "current"
+            and component.status == "ok"
+            and component.verification == "verified"
+        ):
+            health, reasons = "ok", []
+        else:
+            beat = rules.Heartbeat(beat_state, last, age, stale_since, expiry)
+            health, reasons = rules.component_health(component, config, beat)
+            all_ok = all_ok and health == "ok"
+        findings.append((component.name, health, reasons))
+        sent = component.last_sent_at
+        components.append(
+            {
+                "name": component.name,
+                "status": component.status,
+                "verification": component.verification,
+                "product": component.product,
+                "product_version": component.product_version,
+                "message": component.message,
+                "health": health,
+                "reasons": reasons,
+                "heartbeat": {
+                    "last_at": last,
+                    "age_seconds": round(age, 3) if age is not None else None,
+                    "state": beat_state,
+                    "stale_since": stale_since,
+                    "deadline": expiry,
+                    "last_position": component.last_heartbeat_position,
+                    # Our clock minus the sender's: how far off the agent's clock is.
+                    "sender_clock_skew_seconds": round((last - sent).total_seconds(), 3)
+                    if sent is not None and last is not None
+                    else None,
+                },
+            }
+        )
+    version_ok = rules.version_in_sync(server, refs)
+    key_ok = rules.key_in_sync(server, refs)
+    if all_ok and version_ok is not False and key_ok is not False:
+        health, reasons = "ok", []
+    else:
+        health, reasons = rules.server_health(findings, version_ok, key_ok, refs)
+    return {
+        "name": server.name,
+        "os": server.os,
+        "os_version": server.os_version,
+        "ip": server.ip,
+        "health": health,
+        "reasons": reasons,
+        "version_in_sync": version_ok,
+        "encryption_key_in_sync": key_ok,
+        "components": components,
+    }
+
+
+def header(state: ClusterState, now: datetime, server_count: int) -> dict[str, Any]:
+    config = state.configuration
+    return {
+        "as_of": {"position": state.position, "time": now},
+        "configuration": {**config.settings(), "version": config.version},
+        "server_count": server_count,
+    }
 
 
 def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
     config = state.configuration
-    resumed = state.monitor_resumed_at
-    service_window = timedelta(seconds=config.stale_timeout_seconds)
-    windows = {"web": timedelta(seconds=config.web_stale_timeout_seconds)}
+    judge = Judge(config, state.monitor_resumed_at)
 
-    # Heartbeat state of every component first: the sync references need the current set.
-    beats: dict[tuple[str, str], tuple] = {}
-    current: set[tuple[str, str]] = set()
-    for c in state.components():
-        last = c.last_heartbeat_at
-        if last is None:
-            expiry = None
-        else:
-            base = resumed if resumed is not None and resumed > last else last
-            expiry = base + windows.get(c.name, service_window)
-        timed_out = c.timed_out_at
-        key = (c.server, c.name)
-        if timed_out is not None and (expiry is None or timed_out <= now):
-            # A recorded timeout stands until the next heartbeat (see rules.heartbeat).
-            beats[key] = ("stale", timed_out, expiry)
-        elif expiry is None or now > expiry:
-            beats[key] = ("stale", expiry, expiry)
-        else:
-            beats[key] = ("current", None, expiry)
-            current.add(key)
-    refs = rules.references(state, current)
+    # Heartbeat state of every component first: the sync references count the current ones.
+    judged_servers = []
+    by_product: dict[str, dict[str, int]] = {}
+    keys: dict[str, int] = {}
+    any_current = False
+    for name in sorted(state.servers):
+        server = state.servers[name]
+        judged = []
+        for component_name in sorted(server.components):
+            component = server.components[component_name]
+            beat = judge.beat(component, now)
+            judged.append((component, beat))
+            if beat[0] == "current":
+                any_current = True
+                count_for_references(component, by_product, keys)
+        judged_servers.append((server, judged))
+    if any_current:
+        refs = rules.choose_references(by_product, keys)
+    else:  # none is current: the references come from all components
+        refs = rules.references(state, set())
 
-    servers = []
-    for server in sorted(state.servers.values(), key=lambda s: s.name):
-        components, findings = [], []
-        all_ok = True
-        for component in sorted(server.components.values(), key=lambda c: c.name):
-            beat_state, stale_since, expiry = beats[(server.name, component.name)]
-            last = component.last_heartbeat_at
-            age = (now - last).total_seconds() if last is not None else None
-            if (
-                beat_state == "current"
-                and component.status == "ok"
-                and component.verification == "verified"
-            ):
-                health, reasons = "ok", []
-            else:
-                beat = rules.Heartbeat(beat_state, last, age, stale_since, expiry)
-                health, reasons = rules.component_health(component, config, beat)
-                all_ok = all_ok and health == "ok"
-            findings.append((component.name, health, reasons))
-            sent = component.last_sent_at
-            components.append(
-                {
-                    "name": component.name,
-                    "status": component.status,
-                    "verification": component.verification,
-                    "product": component.product,
-                    "product_version": component.product_version,
-                    "message": component.message,
-                    "health": health,
-                    "reasons": reasons,
-                    "heartbeat": {
-                        "last_at": last,
-                        "age_seconds": round(age, 3) if age is not None else None,
-                        "state": beat_state,
-                        "stale_since": stale_since,
-                        "deadline": expiry,
-                        "last_position": component.last_heartbeat_position,
-                        # Our clock minus the sender's: how far off the agent's clock is.
-                        "sender_clock_skew_seconds": round((last - sent).total_seconds(), 3)
-                        if sent is not None and last is not None
-                        else None,
-                    },
-                }
-            )
-        version_ok = rules.version_in_sync(server, refs)
-        key_ok = rules.key_in_sync(server, refs)
-        if all_ok and version_ok is not False and key_ok is not False:
-            health, reasons = "ok", []
-        else:
-            health, reasons = rules.server_health(findings, version_ok, key_ok, refs)
-        servers.append(
-            {
-                "name": server.name,
-                "os": server.os,
-                "os_version": server.os_version,
-                "ip": server.ip,
-                "health": health,
-                "reasons": reasons,
-                "version_in_sync": version_ok,
-                "encryption_key_in_sync": key_ok,
-                "components": components,
-            }
-        )
-    return {
-        "as_of": {"position": state.position, "time": now},
-        "configuration": {**config.settings(), "version": config.version},
-        "server_count": len(servers),
-        "servers": servers,
-    }
+    servers = [server_entry(s, judged, refs, config, now) for s, judged in judged_servers]
+    return {**header(state, now, len(servers)), "servers": servers}

@@ -1,0 +1,380 @@
+"""The current view kept serialized and up to date, for `GET /cluster` on a large cluster.
+
+Evaluating `view.cluster_view` for 10,000 servers builds 50,000 dicts per request (hundreds of
+ms here). Almost none of it changes between two requests: a server's entry changes when its
+state changes (a new folded `ServerState` object: the projection's copy-on-write fold shares
+untouched servers between states), when `now` crosses a point where its staleness or a stale
+reason's wording changes (known from its deadlines and heartbeat ages), or when something
+cluster-wide changes (the sync references, the timeouts, a monitor gap). So `ViewRenderer`
+keeps every server's entry as JSON bytes with the interval of `now` over which it holds, and
+re-evaluates only the entries that changed or expired.
+
+What changes with every `now` is `heartbeat.age_seconds`. Each entry is stored as a `%`-format
+template with one `%d` per age, written as `<milliseconds>e-3` (a valid JSON number equal to
+`round(age, 3)`), and the whole body is one template, so a request costs one C-level format of
+the integer ages: at a whole-millisecond `now` (the API uses whole seconds) each age in
+milliseconds is `now_ms - B`, with `B` fixed per component (`_fast_ms`). Ages whose rounding
+depends on the float (an exact half millisecond) and any `now` off the millisecond grid are
+computed exactly as the view does (`_exact_ms`).
+
+The result equals `orjson.dumps(cluster_view(state, now))` after JSON decoding, for any sequence
+of states and times (tests/unit/test_rendered.py); only key order inside a component's
+`heartbeat` differs. States are treated as values: a server object seen before is assumed
+unchanged (true of the states the read model hands out, which readers never mutate).
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left, insort
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate, chain, repeat
+from operator import attrgetter, sub
+
+import orjson
+
+from projections import rules
+from projections.state import ClusterState, ServerState
+from projections.view import Judge, count_for_references, header, server_entry
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_SECOND = 1_000_000
+_NEVER = 1 << 62  # beyond any time we deal with, in microseconds
+# Within this many microseconds of `now`, float seconds are exact to well below a microsecond:
+# `int(age)` and the millisecond rounding then follow integer arithmetic (see _fast_ms).
+_SAFE_AGE = 2**32 * _SECOND
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // _US
+
+
+def _exact_ms(age_us: int) -> int:
+    """`round(age, 3)` of the view as an integer of milliseconds, for any age: `"<ms>e-3"`
+    parses to the same float (`round` returns the float nearest to that decimal)."""
+    return round(round(age_us / _SECOND, 3) * 1000)
+
+
+def _fast_b(last_us: int) -> int | None:
+    """B with `age in ms = now_ms - B` for every whole-millisecond now (within _SAFE_AGE), or
+    None when the age is an exact half millisecond, whose rounding depends on the float."""
+    if last_us % 1000 == 500:
+        return None
+    # Not a tie: round(age) is the nearest millisecond, floor((age_us + 500) / 1000).
+    return -((500 - last_us) // 1000)
+
+
+def _duration_span(s: int) -> tuple[int, int]:
+    """The whole seconds that rules._duration words like `s` (first, last)."""
+    if s < 7200:
+        return s, s
+    if s < 172_800:
+        first = s - s % 60
+        return first, first + 59
+    first = s - s % 86_400
+    return first, first + 86_399
+
+
+def _age_us_span(first: int, last: int) -> tuple[int, int]:
+    """The ages in microseconds whose `int(seconds)` lies in [first, last] (int truncates)."""
+    low = first * _SECOND if first > 0 else (first - 1) * _SECOND + 1
+    high = (last + 1) * _SECOND - 1 if last >= 0 else last * _SECOND
+    return low, high
+
+
+class _Entry:
+    """One server's entry: its template, ages and the interval of `now` it holds for."""
+
+    __slots__ = ("b", "high", "last_us", "low", "template", "ties")
+
+
+class _Counts:
+    """The counts the sync references are drawn from, for the components current at `now_us`
+    and for all components, kept up to date as components change and `now` moves.
+
+    A component is current while `now <= threshold` (its deadline, or just before a recorded
+    timeout); `_thresholds` is sorted, so moving `now` visits only the components whose
+    threshold lies between the old and the new time."""
+
+    def __init__(self, now_us: int):
+        self.now_us = now_us
+        self.current: tuple[dict, dict] = ({}, {})
+        self.everyone: tuple[dict, dict] = ({}, {})
+        self.current_count = 0
+        self._thresholds: list[tuple[int, str, str]] = []
+        self._of: dict[tuple[str, str], tuple[int, object]] = {}
+
+    @staticmethod
+    def _change(counts: tuple[dict, dict], c, step: int) -> None:
+        count_for_references(c, *counts, step)
+
+    def add(self, c, threshold: int | None) -> None:
+        key = (c.server, c.name)
+        self._of[key] = (threshold, c)
+        self._change(self.everyone, c, 1)
+        if threshold is not None:
+            insort(self._thresholds, (threshold, c.server, c.name))
+            if threshold >= self.now_us:
+                self._change(self.current, c, 1)
+                self.current_count += 1
+
+    def remove(self, server: str, name: str) -> None:
+        threshold, c = self._of.pop((server, name))
+        self._change(self.everyone, c, -1)
+        if threshold is not None:
+            entries = self._thresholds
+            del entries[bisect_left(entries, (threshold, server, name))]
+            if threshold >= self.now_us:
+                self._change(self.current, c, -1)
+                self.current_count -= 1
+
+    def move(self, now_us: int) -> None:
+        old, entries = self.now_us, self._thresholds
+        self.now_us = now_us
+        if now_us == old:
+            return
+        low, high, step = (old, now_us, -1) if now_us > old else (now_us, old, 1)
+        start, end = bisect_left(entries, (low,)), bisect_left(entries, (high,))
+        if 2 * (end - start) > len(entries):  # most flip: count afresh
+            self.current, self.current_count = ({}, {}), 0
+            for _, server, name in entries[bisect_left(entries, (now_us,)) :]:
+                self._change(self.current, self._of[(server, name)][1], 1)
+                self.current_count += 1
+            return
+        for _, server, name in entries[start:end]:
+            self._change(self.current, self._of[(server, name)][1], step)
+            self.current_count += step
+
+    def references(self) -> rules.References:
+        counts = self.current if self.current_count else self.everyone
+        return rules.choose_references(*counts)
+
+
+_TEMPLATE, _B, _LAST_US = attrgetter("template"), attrgetter("b"), attrgetter("last_us")
+
+
+class ViewRenderer:
+    """`render(state, now)` = the JSON of `cluster_view(state, now)`, kept incrementally.
+
+    Thread-safe (one lock: rendering is quick once warm). One per process and read model."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._context = None
+        self._state: ClusterState | None = None
+        self._last: tuple[ClusterState, datetime, bytes] | None = None
+
+    def render(self, state: ClusterState, now: datetime) -> bytes:
+        with self._lock:
+            last = self._last
+            if last is not None and last[0] is state and last[1] == now:
+                return last[2]
+            body = self._render(state, now)
+            self._last = (state, now, body)
+            return body
+
+    # --- keeping the entries ----------------------------------------------------------------
+
+    def _reset(self, state: ClusterState, now_us: int) -> None:
+        self._context = (
+            state.configuration.stale_timeout_seconds,
+            state.configuration.web_stale_timeout_seconds,
+            state.monitor_resumed_at,
+        )
+        self._judge = Judge(state.configuration, state.monitor_resumed_at)
+        self._servers: dict[str, ServerState] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._order: list[str] = []  # server names, sorted
+        self._lows: list[tuple[int, str]] = []
+        self._highs: list[tuple[int, str]] = []
+        self._counts = _Counts(now_us)
+        self._refs: rules.References | None = None
+        self._now_us = now_us
+        self._tied: set[str] = set()  # servers with an age whose rounding needs the float
+        self._document: tuple | None = None
+        self._state = None
+
+    def _threshold(self, c, expiry: datetime | None) -> int | None:
+        """The last microsecond at which `c` is current (None: never)."""
+        if expiry is None:
+            return None
+        threshold = _us(expiry)
+        if c.timed_out_at is not None:
+            threshold = min(threshold, _us(c.timed_out_at) - 1)
+        return threshold
+
+    def _sync_servers(self, state: ClusterState) -> set[str]:
+        """Follow `state`'s servers; returns the names whose entry must be evaluated again."""
+        new, old, counts = state.servers, self._servers, self._counts
+        changed = [name for name, server in new.items() if old.get(name) is not server]
+        added = sum(1 for name in changed if name not in old)
+        gone = old.keys() - new.keys() if len(old) + added != len(new) else ()
+        for name in chain(changed, gone):
+            previous = old.get(name)
+            if previous is not None:
+                for c in previous.components.values():
+                    counts.remove(c.server, c.name)
+            server = new.get(name)
+            if server is None:
+                del old[name]
+                self._drop(name)
+                del self._order[bisect_left(self._order, name)]
+                continue
+            if previous is None:
+                insort(self._order, name)
+            old[name] = server
+            for c in server.components.values():
+                counts.add(c, self._threshold(c, self._judge.deadline(c)))
+        if changed or gone:
+            self._document = None
+        return set(changed)
+
+    def _drop(self, name: str) -> None:
+        self._tied.discard(name)
+        entry = self._entries.pop(name, None)
+        if entry is not None:
+            del self._lows[bisect_left(self._lows, (entry.low, name))]
+            del self._highs[bisect_left(self._highs, (entry.high, name))]
+
+    def _expired(self, now_us: int) -> set[str]:
+        """Servers whose entry does not hold at `now_us` (each held at the previous now)."""
+        if now_us > self._now_us:
+            return {name for _, name in self._highs[: bisect_left(self._highs, (now_us,))]}
+        if now_us < self._now_us:
+            return {name for _, name in self._lows[bisect_left(self._lows, (now_us + 1,)) :]}
+        return set()
+
+    def _render(self, state: ClusterState, now: datetime) -> bytes:
+        now_us = _us(now)
+        context = (
+            state.configuration.stale_timeout_seconds,
+            state.configuration.web_stale_timeout_seconds,
+            state.monitor_resumed_at,
+        )
+        if context != self._context:
+            self._reset(state, now_us)
+        self._config = state.configuration
+        stale = self._sync_servers(state) if state is not self._state else set()
+        self._state = state
+        stale |= self._expired(now_us)
+        self._now_us = now_us
+        self._counts.move(now_us)
+        refs = self._counts.references()
+        if refs != self._refs:
+            self._refs = refs
+            stale = set(self._servers)
+        if stale:
+            self._evaluate(stale, now, now_us)
+        return self._format(state, now, now_us)
+
+    def _evaluate(self, names: set[str], now: datetime, now_us: int) -> None:
+        many = len(names) > 64
+        for name in names:
+            if many:
+                self._entries.pop(name, None)
+            else:
+                self._drop(name)
+            self._entries[name] = entry = self._entry(self._servers[name], now, now_us)
+            if entry.ties:
+                self._tied.add(name)
+            else:
+                self._tied.discard(name)
+            if not many:
+                insort(self._lows, (entry.low, name))
+                insort(self._highs, (entry.high, name))
+        if many:
+            self._lows = sorted((e.low, n) for n, e in self._entries.items())
+            self._highs = sorted((e.high, n) for n, e in self._entries.items())
+        self._document = None
+
+    def _entry(self, server: ServerState, now: datetime, now_us: int) -> _Entry:
+        judge, low, high = self._judge, -_NEVER, _NEVER
+        judged = []
+        for name in sorted(server.components):
+            c = server.components[name]
+            beat = judge.beat(c, now)
+            judged.append((c, beat))
+            state, _, expiry = beat
+            # Where the beat's state or stale_since changes: at a recorded timeout (when a
+            # deadline exists) and just after the deadline.
+            if c.timed_out_at is not None and expiry is not None:
+                t = _us(c.timed_out_at)
+                if now_us >= t:
+                    low = max(low, t)
+                else:
+                    high = min(high, t - 1)
+            if expiry is not None:
+                e = _us(expiry)
+                if now_us > e:
+                    low = max(low, e + 1)
+                else:
+                    high = min(high, e)
+            if state == "stale" and c.last_heartbeat_at is not None:
+                # The stale reason words the age (rules._duration of int(seconds)).
+                last_us = _us(c.last_heartbeat_at)
+                age_us = now_us - last_us
+                if abs(age_us) >= _SAFE_AGE:
+                    low, high = max(low, now_us), min(high, now_us)
+                else:
+                    first, last = _duration_span(int(age_us / _SECOND))
+                    age_low, age_high = _age_us_span(first, last)
+                    low, high = max(low, last_us + age_low), min(high, last_us + age_high)
+        entry = server_entry(server, judged, self._refs, self._config, now)
+        parts, b, lasts, ties = [], [], [], []
+        head = orjson.dumps({k: v for k, v in entry.items() if k != "components"})
+        piece = head[:-1] + b',"components":['
+        for i, (component, (c, _)) in enumerate(zip(entry["components"], judged, strict=True)):
+            beat = component["heartbeat"]
+            rest = orjson.dumps({k: v for k, v in component.items() if k != "heartbeat"})
+            piece += (b"," if i else b"") + rest[:-1] + b',"heartbeat":'
+            if c.last_heartbeat_at is None:
+                piece += orjson.dumps(beat) + b"}"
+                continue
+            last_us = _us(c.last_heartbeat_at)
+            fast = _fast_b(last_us)
+            if fast is None:
+                ties.append(len(b))
+            parts.append(piece + b'{"age_seconds":')
+            b.append(fast if fast is not None else 0)
+            lasts.append(last_us)
+            rest = orjson.dumps({k: v for k, v in beat.items() if k != "age_seconds"})
+            piece = b"," + rest[1:] + b"}"
+        parts.append(piece + b"]}")
+        out = _Entry()
+        out.template = b"%de-3".join(p.replace(b"%", b"%%") for p in parts)
+        out.b, out.last_us, out.ties, out.low, out.high = b, lasts, ties, low, high
+        return out
+
+    # --- the document -----------------------------------------------------------------------
+
+    def _build_document(self) -> tuple:
+        # C-level maps and joins: this runs whenever an entry changed (most requests).
+        order = self._order
+        entries = list(map(self._entries.__getitem__, order))
+        template = b'%b,"servers":[' + b",".join(map(_TEMPLATE, entries)) + b"]}"
+        per_server = list(map(_B, entries))
+        b = list(chain.from_iterable(per_server))
+        lasts = list(chain.from_iterable(map(_LAST_US, entries)))
+        offsets = list(accumulate(map(len, per_server), initial=0))
+        ties = [
+            offsets[bisect_left(order, name)] + i
+            for name in self._tied
+            for i in self._entries[name].ties
+        ]
+        bounds = (min(lasts), max(lasts)) if lasts else (0, 0)
+        return template, b, lasts, ties, bounds
+
+    def _format(self, state: ClusterState, now: datetime, now_us: int) -> bytes:
+        if self._document is None:
+            self._document = self._build_document()
+        template, b, lasts, ties, (oldest, newest) = self._document
+        head = orjson.dumps(header(state, now, len(self._order)))[:-1]
+        if now_us % 1000 == 0 and now_us - oldest < _SAFE_AGE and newest - now_us < _SAFE_AGE:
+            args = [head]
+            args.extend(map(sub, repeat(now_us // 1000, len(b)), b))
+            for i in ties:
+                args[i + 1] = _exact_ms(now_us - lasts[i])
+        else:
+            args = [head, *(_exact_ms(now_us - last) for last in lasts)]
+        return template % tuple(args)
