@@ -1,7 +1,11 @@
 from datetime import timedelta
 
+import orjson
 import pytest
 
+from api.app import services
+from projections.state import fold
+from projections.view import cluster_view
 from tests.api.conftest import fingerprint, heartbeat
 
 
@@ -186,3 +190,29 @@ def test_the_view_is_evaluated_at_whole_seconds_and_reused_within_one(client, to
     post(heartbeat(server="web02"))  # a new event is in the next answer at once
     names = [s["name"] for s in _view(client, tokens)["servers"]]
     assert names == ["web01", "web02"]
+
+
+def test_the_served_view_is_the_fold_evaluated_at_the_whole_second(
+    app, client, tokens, post, clock
+):
+    """GET /cluster serves the incrementally kept view: it must be exactly the view of the log
+    at the current whole second, as the log grows and deadlines pass."""
+    store = services(app).store
+
+    def expected():
+        now = clock.now.replace(microsecond=0)
+        return orjson.loads(orjson.dumps(cluster_view(fold(store.iter_all()), now)))
+
+    post({"heartbeats": [heartbeat(server="a"), heartbeat(server="b", component="web")]})
+    clock.advance(seconds=1.25)
+    assert _view(client, tokens) == expected()
+    clock.advance(minutes=4)
+    post(heartbeat(server="b", product_version="2025.11"))
+    assert _view(client, tokens) == expected()
+    clock.advance(minutes=1, seconds=30)  # a's service is past its deadline
+    view = _view(client, tokens)
+    assert view == expected()
+    _, service = _component(view, "a", "service")
+    assert service["heartbeat"]["state"] == "stale"
+    client.delete("/api/v1/servers/b/components/service", headers=tokens["admin"])
+    assert _view(client, tokens) == expected()
