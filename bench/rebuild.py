@@ -21,7 +21,7 @@ import psycopg
 from bench.common import libpq, scratch_database
 from bench.view_at import copy_heartbeats
 from eventstore import EventStore, create_engine
-from eventstore.store import _recorded as decode_row  # the store's row decoder
+from eventstore.decoding import recorded as decode_row  # the store's row decoder
 from projections.read import current_state
 from projections.rebuild import rebuild
 from projections.state import ClusterState, apply
@@ -36,7 +36,8 @@ SELECT = (
 def bare_read_and_fold(url: str) -> tuple[int, ClusterState]:
     """Raw psycopg pages + the store's own row decoder + the fold: nothing else."""
     state, count, after = ClusterState(), 0, 0
-    with psycopg.connect(libpq(url)) as conn:
+    # The store's session settings (eventstore.db: time zone UTC), so both convert alike.
+    with psycopg.connect(libpq(url), options="-c timezone=UTC") as conn:
         while True:
             rows = conn.execute(SELECT, (after, PAGE)).fetchall()
             for row in rows:
