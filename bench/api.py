@@ -1,6 +1,6 @@
 """HTTP ingest and read benchmark: gunicorn on PostgreSQL, load from wrk on loopback.
 
-    .venv/bin/python bench/api.py [--seconds 10] [--workers 2]
+    .venv/bin/python -m bench.api [--seconds 10] [--workers W] [--threads T]
 
 Needs `wrk` (Debian package). Prints, from the same server in the same run:
 - GET /healthz requests/s (the baseline: what the HTTP stack alone can do),
@@ -26,6 +26,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from api import settings
 from bench.common import BENCH_URL, scratch_database
 
 CLI = [sys.executable, "-c", "from api.cli import main; main()"]
@@ -110,9 +111,11 @@ def post(url: str, token: str, body: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="default: serve's default")
+    parser.add_argument("--threads", type=int, default=None, help="default: serve's default")
     args = parser.parse_args()
 
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     with scratch_database(BENCH_URL) as db, tempfile.TemporaryDirectory() as metrics_dir:
         port = 18000 + os.getpid() % 1000
         url = f"http://127.0.0.1:{port}"
@@ -120,9 +123,11 @@ def main() -> None:
             **os.environ,
             "CLUSTERMON_DATABASE_URL": db,
             "CLUSTERMON_PORT": str(port),
-            "CLUSTERMON_WORKERS": str(args.workers),
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         }
+        for name, value in (("WORKERS", args.workers), ("THREADS", args.threads)):
+            if value is not None:
+                env[f"CLUSTERMON_{name}"] = str(value)
         agent = subprocess.run(
             [*CLI, "token", "create", "--role", "agent", "--name", "bench"],
             env=env,
@@ -176,7 +181,12 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=20)
 
-    print(f"workers={args.workers}, {args.seconds}s per phase, 16 connections (2 for /cluster)")
+    workers = args.workers or settings.DEFAULTS["WORKERS"]
+    threads = args.threads or settings.DEFAULTS["THREADS"]
+    print(
+        f"workers={workers} x threads={threads}, {args.seconds}s per phase,"
+        f" 16 connections (2 for /cluster), load average before: {load_before}"
+    )
     print(f"GET /healthz                  {health['rps']:10.0f} req/s")
     print(
         f"POST 1 heartbeat/request      {singles['rps']:10.0f} heartbeats/s"

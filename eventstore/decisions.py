@@ -23,6 +23,7 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 
+from eventstore.db import write_connection
 from eventstore.events import (
     CLUSTER_STREAM,
     MONITOR_STREAM,
@@ -33,7 +34,6 @@ from eventstore.events import (
     HeartbeatRecorded,
     component_stream,
 )
-from eventstore.db import write_connection
 from eventstore.store import (
     APPEND_LOCK_KEY,
     AppendResult,
