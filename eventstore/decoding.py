@@ -7,6 +7,9 @@ and bases, so CPython accepts `obj.__class__ = FrozenClass` on its instances. A 
 into the twin with ordinary (fast) attribute stores, then the object becomes an instance of the
 frozen class itself: same type, same equality and hash, frozen from then on
 (tests/unit/test_store_decoding.py compares every catalog type with `eventstore.events.decode`).
+Per catalog type one generated function turns a whole row into its RecordedEvent (JSON parsed,
+event and record built) in a single frame: ~2 us a heartbeat row here, against ~3.3 us for the
+same objects built field by field.
 
 A payload that is not a plain match of the current schema version (older version, missing
 required field, unknown key) or a class with custom construction goes through
