@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import weakref
+from collections import deque
 from datetime import datetime
 from typing import Any
 
@@ -65,7 +66,35 @@ def copy_on_write_fold(old: ClusterState, events) -> ClusterState:
                 )
             private.add(name)
         apply(new, recorded)
+    with _lineage_lock:
+        _lineage.append((new, old, frozenset(private)))
     return new
+
+
+# The servers each recent copy-on-write fold touched, so a reader that keeps something per
+# server (projections/rendered.py) follows a new state without comparing 10,000 servers. The
+# entries hold the states themselves, so an id seen here is never reused while it is listed.
+_lineage: deque[tuple[ClusterState, ClusterState, frozenset[str]]] = deque(maxlen=16)
+_lineage_lock = threading.Lock()
+
+
+def changed_servers(old: ClusterState | None, new: ClusterState) -> set[str] | None:
+    """The names of the servers that may differ between `old` and `new` when `new` was made
+    from `old` by recent copy-on-write folds (every other server is the same object in both);
+    None when that is not known."""
+    if old is None:
+        return None
+    with _lineage_lock:
+        parents = {id(child): (parent, touched) for child, parent, touched in _lineage}
+    names: set[str] = set()
+    state = new
+    while state is not old:
+        link = parents.pop(id(state), None)
+        if link is None:
+            return None
+        state, touched = link
+        names |= touched
+    return names
 
 
 def _cached_state(engine: sa.Engine) -> ClusterState:

@@ -28,12 +28,13 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left, insort
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate, chain, repeat
+from itertools import chain, repeat
 from operator import attrgetter, sub
 
 import orjson
 
 from projections import rules
+from projections.read import changed_servers
 from projections.state import ClusterState, ServerState
 from projections.view import Judge, count_for_references, header, server_entry
 
@@ -87,6 +88,16 @@ class _Entry:
     """One server's entry: its template, ages and the interval of `now` it holds for."""
 
     __slots__ = ("b", "high", "last_us", "low", "template", "ties")
+
+
+class _Chunk:
+    """Consecutive servers of the document: their templates joined, with their formatted
+    output for the last `now` (`at`), so an unchanged chunk costs nothing within a time."""
+
+    __slots__ = ("at", "b", "bounds", "last_us", "out", "template", "ties")
+
+
+_CHUNK = 64  # servers per chunk: a change re-joins one chunk, a new time formats them all
 
 
 class _Counts:
@@ -151,7 +162,7 @@ class _Counts:
         return rules.choose_references(*counts)
 
 
-_TEMPLATE, _B, _LAST_US = attrgetter("template"), attrgetter("b"), attrgetter("last_us")
+_TEMPLATE, _B, _LAST_US, _OUT = map(attrgetter, ("template", "b", "last_us", "out"))
 
 
 class ViewRenderer:
@@ -191,8 +202,9 @@ class ViewRenderer:
         self._counts = _Counts(now_us)
         self._refs: rules.References | None = None
         self._now_us = now_us
-        self._tied: set[str] = set()  # servers with an age whose rounding needs the float
-        self._document: tuple | None = None
+        self._chunks: list[_Chunk] | None = None
+        self._chunk_of: dict[str, int] = {}
+        self._dirty: set[int] = set()
         self._state = None
 
     def _threshold(self, c, expiry: datetime | None) -> int | None:
@@ -207,9 +219,15 @@ class ViewRenderer:
     def _sync_servers(self, state: ClusterState) -> set[str]:
         """Follow `state`'s servers; returns the names whose entry must be evaluated again."""
         new, old, counts = state.servers, self._servers, self._counts
-        changed = [name for name, server in new.items() if old.get(name) is not server]
-        added = sum(1 for name in changed if name not in old)
-        gone = old.keys() - new.keys() if len(old) + added != len(new) else ()
+        hint = changed_servers(self._state, state)
+        if hint is None:
+            changed = [name for name, server in new.items() if old.get(name) is not server]
+            added = sum(1 for name in changed if name not in old)
+            gone = old.keys() - new.keys() if len(old) + added != len(new) else ()
+        else:
+            changed = [name for name in hint if name in new and old.get(name) is not new[name]]
+            added = sum(1 for name in changed if name not in old)
+            gone = [name for name in hint if name in old and name not in new]
         for name in chain(changed, gone):
             previous = old.get(name)
             if previous is not None:
@@ -226,12 +244,11 @@ class ViewRenderer:
             old[name] = server
             for c in server.components.values():
                 counts.add(c, self._threshold(c, self._judge.deadline(c)))
-        if changed or gone:
-            self._document = None
+        if added or gone:
+            self._chunks = None
         return set(changed)
 
     def _drop(self, name: str) -> None:
-        self._tied.discard(name)
         entry = self._entries.pop(name, None)
         if entry is not None:
             del self._lows[bisect_left(self._lows, (entry.low, name))]
@@ -276,17 +293,15 @@ class ViewRenderer:
             else:
                 self._drop(name)
             self._entries[name] = entry = self._entry(self._servers[name], now, now_us)
-            if entry.ties:
-                self._tied.add(name)
-            else:
-                self._tied.discard(name)
             if not many:
                 insort(self._lows, (entry.low, name))
                 insort(self._highs, (entry.high, name))
         if many:
             self._lows = sorted((e.low, n) for n, e in self._entries.items())
             self._highs = sorted((e.high, n) for n, e in self._entries.items())
-        self._document = None
+        if self._chunks is not None:
+            chunk_of = self._chunk_of
+            self._dirty.update(chunk_of[name] for name in names)
 
     def _entry(self, server: ServerState, now: datetime, now_us: int) -> _Entry:
         judge, low, high = self._judge, -_NEVER, _NEVER
@@ -348,33 +363,49 @@ class ViewRenderer:
 
     # --- the document -----------------------------------------------------------------------
 
-    def _build_document(self) -> tuple:
-        # C-level maps and joins: this runs whenever an entry changed (most requests).
-        order = self._order
-        entries = list(map(self._entries.__getitem__, order))
-        template = b'%b,"servers":[' + b",".join(map(_TEMPLATE, entries)) + b"]}"
-        per_server = list(map(_B, entries))
-        b = list(chain.from_iterable(per_server))
-        lasts = list(chain.from_iterable(map(_LAST_US, entries)))
-        offsets = list(accumulate(map(len, per_server), initial=0))
-        ties = [
-            offsets[bisect_left(order, name)] + i
-            for name in self._tied
-            for i in self._entries[name].ties
-        ]
-        bounds = (min(lasts), max(lasts)) if lasts else (0, 0)
-        return template, b, lasts, ties, bounds
+    def _build_chunk(self, names: list[str], first: bool) -> _Chunk:
+        entries = list(map(self._entries.__getitem__, names))
+        chunk = _Chunk()
+        chunk.template = (b"" if first else b",") + b",".join(map(_TEMPLATE, entries))
+        chunk.b = list(chain.from_iterable(map(_B, entries)))
+        chunk.last_us = lasts = list(chain.from_iterable(map(_LAST_US, entries)))
+        chunk.ties, offset = [], 0
+        for e in entries:
+            chunk.ties.extend(offset + i for i in e.ties)
+            offset += len(e.b)
+        chunk.bounds = (min(lasts), max(lasts)) if lasts else (0, 0)
+        chunk.at, chunk.out = None, b""
+        return chunk
 
     def _format(self, state: ClusterState, now: datetime, now_us: int) -> bytes:
-        if self._document is None:
-            self._document = self._build_document()
-        template, b, lasts, ties, (oldest, newest) = self._document
-        head = orjson.dumps(header(state, now, len(self._order)))[:-1]
-        if now_us % 1000 == 0 and now_us - oldest < _SAFE_AGE and newest - now_us < _SAFE_AGE:
-            args = [head]
-            args.extend(map(sub, repeat(now_us // 1000, len(b)), b))
-            for i in ties:
-                args[i + 1] = _exact_ms(now_us - lasts[i])
-        else:
-            args = [head, *(_exact_ms(now_us - last) for last in lasts)]
-        return template % tuple(args)
+        order, chunks = self._order, self._chunks
+        if chunks is None:  # servers came or went: cut the document afresh
+            self._chunks = chunks = [
+                self._build_chunk(order[i : i + _CHUNK], i == 0)
+                for i in range(0, len(order), _CHUNK)
+            ]
+            self._chunk_of = {name: i // _CHUNK for i, name in enumerate(order)}
+            self._dirty = set()
+        for i in self._dirty:
+            chunks[i] = self._build_chunk(order[i * _CHUNK : (i + 1) * _CHUNK], i == 0)
+        self._dirty = set()
+        on_grid = now_us % 1000 == 0
+        for chunk in chunks:
+            if chunk.at != now_us:
+                chunk.out = _format_chunk(chunk, now_us, on_grid)
+                chunk.at = now_us
+        head = orjson.dumps(header(state, now, len(order)))[:-1]
+        return b"".join([head, b',"servers":[', *map(_OUT, chunks), b"]}"])
+
+
+def _format_chunk(chunk: _Chunk, now_us: int, on_grid: bool) -> bytes:
+    """The chunk's JSON at `now_us`: its template with every age filled in."""
+    oldest, newest = chunk.bounds
+    lasts = chunk.last_us
+    if on_grid and now_us - oldest < _SAFE_AGE and newest - now_us < _SAFE_AGE:
+        ages = list(map(sub, repeat(now_us // 1000, len(chunk.b)), chunk.b))
+        for i in chunk.ties:
+            ages[i] = _exact_ms(now_us - lasts[i])
+    else:
+        ages = [_exact_ms(now_us - last) for last in lasts]
+    return chunk.template % tuple(ages)

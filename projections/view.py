@@ -83,7 +83,14 @@ def server_entry(
     """One server of the view; `judged` are its components sorted by name with their beats."""
     components, findings = [], []
     all_ok = True
+    # rules.version_in_sync / key_in_sync, in the same pass over the components.
+    versions, reference_key = refs.versions, refs.fingerprint
+    version_ok = key_ok = None
     for component, (beat_state, stale_since, expiry) in judged:
+        if component.product and component.product_version and version_ok is not False:
+            version_ok = versions.get(component.product) == component.product_version
+        if component.encryption_key_fingerprint and key_ok is not False:
+            key_ok = component.encryption_key_fingerprint == reference_key
         last = component.last_heartbeat_at
         age = (now - last).total_seconds() if last is not None else None
         if (
@@ -122,8 +129,6 @@ def server_entry(
                 },
             }
         )
-    version_ok = rules.version_in_sync(server, refs)
-    key_ok = rules.key_in_sync(server, refs)
     if all_ok and version_ok is not False and key_ok is not False:
         health, reasons = "ok", []
     else:
