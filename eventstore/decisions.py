@@ -117,6 +117,17 @@ def _tail(position, version, type_, recorded_at, data) -> Tail:
     return Tail(position, version, type_, recorded_at, expired)
 
 
+def _facts(rows) -> tuple[dict[str, Tail], set[UUID]]:
+    """Tails and stored ids from the rows of _PG_FACTS."""
+    tails, stored = {}, set()
+    for stream, position, version, type_, recorded_at, data, ids in rows:
+        if position is not None:
+            tails[stream] = _tail(position, version, type_, recorded_at, data)
+        if ids:
+            stored.update(ids)
+    return tails, stored
+
+
 # The ingest decision's facts in one PostgreSQL statement: every stream asked for (with NULLs
 # when it has no event yet) and, on each row, the ids already stored among the candidates (an
 # uncorrelated subquery: evaluated once).
@@ -199,11 +210,20 @@ class ClusterCommands:
     def _record_locked(self, beats, streams, candidates) -> AppendResult:
         """Decide and append in one transaction that holds the append lock from before the
         reads (SQLite: BEGIN IMMEDIATE), so no other append can move a stream in between."""
+        all_streams = [*streams, CLUSTER_STREAM, MONITOR_STREAM]
         with write_connection(self.store.engine) as conn, conn.begin():
             if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
-            tails = stream_tails(conn, [*streams, CLUSTER_STREAM, MONITOR_STREAM])
-            stored = stored_ids(conn, candidates) if candidates else set()
+                # BEGIN, the lock and the facts in one round trip (a pipeline), the lock held
+                # from then until the commit. The facts statement runs after the lock is
+                # granted, so its snapshot sees every append committed before.
+                driver = conn.connection.driver_connection
+                with driver.pipeline():
+                    driver.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+                    facts = driver.execute(_PG_FACTS, (candidates, all_streams))
+                tails, stored = _facts(facts.fetchall())
+            else:
+                tails = stream_tails(conn, all_streams)
+                stored = stored_ids(conn, candidates) if candidates else set()
             events, expected, now = self._decide(beats, streams, tails, stored)
             return self.store.append(
                 events, expected_version=expected, recorded_at=now, connection=conn
@@ -230,14 +250,7 @@ class ClusterCommands:
                 tails = stream_tails(conn, streams)
                 stored = stored_ids(conn, candidates) if candidates else set()
             return tails, stored
-        rows = self.store._autocommit_call(_PG_FACTS, (candidates, streams))
-        tails, stored = {}, set()
-        for stream, position, version, type_, recorded_at, data, ids in rows:
-            if position is not None:
-                tails[stream] = _tail(position, version, type_, recorded_at, data)
-            if ids:
-                stored.update(ids)
-        return tails, stored
+        return _facts(self.store._autocommit_call(_PG_FACTS, (candidates, streams)))
 
     def _with_outages(self, beats, tails, stored, policy, now) -> list[NewEvent]:
         events: list[NewEvent] = []
