@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import uuid
 from collections.abc import Callable, Collection, Mapping
@@ -76,9 +77,14 @@ def _aware_datetime(value):
     return value
 
 
+# Parsing an address costs ~4 us and agents send the same one every time; the parsed objects
+# are immutable, so equal texts may share one. (A refused text raises and is not cached.)
+_parse_ip = functools.lru_cache(maxsize=4096)(ipaddress.ip_address)
+
+
 def _ip(value):
     try:
-        return ipaddress.ip_address(utils.ensure_text_type(value))
+        return _parse_ip(utils.ensure_text_type(value))
     except (ValueError, TypeError):
         raise _INVALID from None
 
