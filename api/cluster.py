@@ -55,8 +55,9 @@ def get_cluster(at=None, position=None):
             tail = svc.store.read_all(state.position, None, up_to=head)
             state = read.copy_on_write_fold(state, tail)
         # Evaluated at the whole second (README: "The current view").
-        body = _renderer().render(state, svc.clock().replace(microsecond=0))
-        return Response(body, mimetype="application/json")
+        # The body's pieces as they are (werkzeug sums their lengths for Content-Length).
+        parts = _renderer().render_parts(state, svc.clock().replace(microsecond=0))
+        return Response(parts, mimetype="application/json")
     try:
         return timetravel.view_at(svc.store, at=at, position=position)
     except ValueError as exc:

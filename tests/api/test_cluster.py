@@ -216,3 +216,7 @@ def test_the_served_view_is_the_fold_evaluated_at_the_whole_second(
     assert service["heartbeat"]["state"] == "stale"
     client.delete("/api/v1/servers/b/components/service", headers=tokens["admin"])
     assert _view(client, tokens) == expected()
+    # Served in pieces, with the length of the whole body.
+    response = client.get("/api/v1/cluster", headers=tokens["viewer"])
+    assert response.headers["Content-Length"] == str(len(response.data))
+    assert response.mimetype == "application/json"

@@ -138,7 +138,9 @@ def test_a_second_read_of_the_same_state_and_time_is_the_same_bytes():
     log.heartbeat("a", "service")
     state, renderer = fold(log.events), ViewRenderer()
     now = T0 + timedelta(seconds=3)
-    assert renderer.render(state, now) is renderer.render(state, now)
+    parts = renderer.render_parts(state, now)
+    assert renderer.render_parts(state, now) is parts
+    assert b"".join(parts) == renderer.render(state, now)
 
 
 def test_ages_follow_now_and_staleness_flips_at_the_deadline():
