@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import time
@@ -164,7 +165,8 @@ def main() -> None:
             jumps.append((time.perf_counter() - t0) * 1000)
 
         print(
-            f"GET /cluster read, {args.servers:,} servers (PostgreSQL), {args.reads} reads,"
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end;"
+            f" GET /cluster read, {args.servers:,} servers (PostgreSQL), {args.reads} reads,"
             f" ~{args.beats_per_second / args.reads_per_second:.0f} new heartbeats projected"
             f" before each, body {statistics.median(sizes) / 1e6:.1f} MB:"
         )

@@ -4,7 +4,7 @@ Cadence: a snapshot is due when `every_events` events were appended since the la
 when `every_seconds` passed since the last one and anything was appended. Defaults: every
 500 events or 10 minutes. The event count bounds the tail a time-travel query folds (the
 latency of `view_at`: at most 500 events, ~250 on average); for 1,000 servers a snapshot is
-~21 KiB compressed, ~40 bytes per event it stands for against ~500 bytes per event in the
+~25 KiB compressed, ~50 bytes per event it stands for against ~500 bytes per event in the
 log. The time bound keeps a quiet cluster's history cheap to reach. One call catches up
 completely: when it folds a long stretch (first run, scheduler down for a while) it writes a
 snapshot at every `every_events` boundary on the way.
