@@ -11,16 +11,18 @@ re-evaluates only the entries that changed or expired.
 
 What changes with every `now` is `heartbeat.age_seconds`. Each entry is stored as a `%`-format
 template with one `%d` per age, written as `<milliseconds>e-3` (a valid JSON number equal to
-`round(age, 3)`), and the whole body is one template, so a request costs one C-level format of
-the integer ages: at a whole-millisecond `now` (the API uses whole seconds) each age in
-milliseconds is `now_ms - B`, with `B` fixed per component (`_fast_ms`). Ages whose rounding
-depends on the float (an exact half millisecond) and any `now` off the millisecond grid are
-computed exactly as the view does (`_exact_ms`).
+`round(age, 3)`). Consecutive servers form chunks of 64, each one template, so a new `now`
+costs one C-level format per chunk: at a whole-millisecond `now` (the API uses whole seconds)
+each age in milliseconds is `now_ms - B`, with `B` fixed per component (`_fast_b`). Ages whose
+rounding depends on the float (an exact half millisecond) and any `now` off the millisecond
+grid are computed exactly as the view does (`_exact_ms`). A chunk keeps its output for the last
+`now`, so within one second only the chunks with a changed server are formatted again; the
+body is handed out as the list of chunk outputs (`render_parts`), never joined into one buffer.
 
 The result equals `orjson.dumps(cluster_view(state, now))` after JSON decoding, for any sequence
-of states and times (tests/unit/test_rendered.py); only key order inside a component's
-`heartbeat` differs. States are treated as values: a server object seen before is assumed
-unchanged (true of the states the read model hands out, which readers never mutate).
+of states and times (tests/unit/test_rendered.py). States are treated as values: a server object
+seen before is assumed unchanged (true of the states the read model hands out, which readers
+never mutate; copy-on-write folds tell which servers they touched: `read.changed_servers`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from projections.read import changed_servers
 from projections.state import ClusterState, ServerState
 from projections.view import Judge, count_for_references, header, server_entry
 
+_SLOT, _SLOT_FORMAT = b'"age_seconds":0.0', b'"age_seconds":%de-3'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _SECOND = 1_000_000
@@ -343,28 +346,23 @@ class ViewRenderer:
                     age_low, age_high = _age_us_span(first, last)
                     low, high = max(low, last_us + age_low), min(high, last_us + age_high)
         entry = server_entry(server, judged, self._refs, self._config, now)
-        parts, b, lasts, ties = [], [], [], []
-        head = orjson.dumps({k: v for k, v in entry.items() if k != "components"})
-        piece = head[:-1] + b',"components":['
-        for i, (component, (c, _)) in enumerate(zip(entry["components"], judged, strict=True)):
-            beat = component["heartbeat"]
-            rest = orjson.dumps({k: v for k, v in component.items() if k != "heartbeat"})
-            piece += (b"," if i else b"") + rest[:-1] + b',"heartbeat":'
-            if c.last_heartbeat_at is None:
-                piece += orjson.dumps(beat) + b"}"
-                continue
-            last_us = _us(c.last_heartbeat_at)
-            fast = _fast_b(last_us)
-            if fast is None:
-                ties.append(len(b))
-            parts.append(piece + b'{"age_seconds":')
-            b.append(fast if fast is not None else 0)
-            lasts.append(last_us)
-            rest = orjson.dumps({k: v for k, v in beat.items() if k != "age_seconds"})
-            piece = b"," + rest[1:] + b"}"
-        parts.append(piece + b"]}")
+        b, lasts, ties = [], [], []
+        for component, (c, _) in zip(entry["components"], judged, strict=True):
+            if c.last_heartbeat_at is not None:  # else "age_seconds" stays null
+                component["heartbeat"]["age_seconds"] = 0.0  # the slot, found below
+                last_us = _us(c.last_heartbeat_at)
+                fast = _fast_b(last_us)
+                if fast is None:
+                    ties.append(len(b))
+                b.append(fast if fast is not None else 0)
+                lasts.append(last_us)
+        # `"age_seconds":0.0` can only be the key itself: a quote inside a JSON string is
+        # escaped, so no string value contains these bytes.
+        parts = orjson.dumps(entry).replace(b"%", b"%%").split(_SLOT)
+        if len(parts) != len(b) + 1:
+            raise RuntimeError(f"{len(parts) - 1} age slots in {server.name!r}, not {len(b)}")
         out = _Entry()
-        out.template = b"%de-3".join(p.replace(b"%", b"%%") for p in parts)
+        out.template = _SLOT_FORMAT.join(parts)
         out.b, out.last_us, out.ties, out.low, out.high = b, lasts, ties, low, high
         return out
 
