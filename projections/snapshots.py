@@ -31,18 +31,20 @@ EVERY_EVENTS = 500
 EVERY_SECONDS = 600
 
 
-# Components are stored as rows in field order (not dicts): decoding a snapshot is on the path
-# of every time-travel query, and positional construction is ~3x cheaper than keywords.
+# Components are stored as columns in field order (not dicts): decoding a snapshot is on the
+# path of every time-travel query; positional construction is ~3x cheaper than keywords, and
+# columns let the decoder map over them in C instead of looping per component in Python.
 _COMPONENT_FIELDS = [f.name for f in fields(ComponentState)]
 _DATETIMES = [
     i
     for i, name in enumerate(_COMPONENT_FIELDS)
     if name in ("last_heartbeat_at", "last_sent_at", "timed_out_at")
 ]
-FORMAT = 2  # 1 (no "format" key) was ClusterState.to_dict(), still readable
+FORMAT = 3  # 2 (rows per server) and 1 (no "format" key: ClusterState.to_dict()) still read
 
 
 def encode(state: ClusterState) -> bytes:
+    components = list(state.components())
     data = {
         "format": FORMAT,
         "configuration": {
@@ -51,16 +53,9 @@ def encode(state: ClusterState) -> bytes:
         "position": state.position,
         "recorded_at": state.recorded_at,
         "monitor_resumed_at": state.monitor_resumed_at,
-        "servers": [
-            [
-                s.name,
-                s.os,
-                s.os_version,
-                s.ip,
-                [[getattr(c, name) for name in _COMPONENT_FIELDS] for c in s.components.values()],
-            ]
-            for s in state.servers.values()
-        ],
+        "servers": [[s.name, s.os, s.os_version, s.ip] for s in state.servers.values()],
+        # One list per ComponentState field, in field order (see decode).
+        "components": [[getattr(c, name) for c in components] for name in _COMPONENT_FIELDS],
     }
     # Level 1: a 1,000-server state shrinks ~20x in a few ms; heavier levels gain little.
     return zlib.compress(orjson.dumps(data), 1)
@@ -68,32 +63,51 @@ def encode(state: ClusterState) -> bytes:
 
 def decode(blob: bytes) -> ClusterState:
     data = orjson.loads(zlib.decompress(blob))
-    if data.get("format") != FORMAT:
+    version = data.get("format")
+    if version == 2:
+        return _decode_rows(data)
+    if version != FORMAT:
         return ClusterState.from_dict(data)
+    state = _decode_header(data)
+    servers = state.servers
+    for name, os_, os_version, ip in data["servers"]:
+        servers[name] = ServerState(name, os_, os_version, ip)
+    columns = data["components"]
+    for i in _DATETIMES:
+        # Components beaten in one commit share their stamps: each distinct text parsed once.
+        # (Sharing one datetime between components is safe: datetimes are immutable.)
+        texts = columns[i]
+        parsed = {text: datetime.fromisoformat(text) for text in set(texts) if text is not None}
+        parsed[None] = None
+        columns[i] = list(map(parsed.__getitem__, texts))
+    for c in map(ComponentState, *columns):
+        servers[c.server].components[c.name] = c
+    return state
+
+
+def _decode_header(data: dict) -> ClusterState:
     parse = datetime.fromisoformat
-    state = ClusterState(
+    return ClusterState(
         configuration=Configuration(**data["configuration"]),
         position=data["position"],
         recorded_at=data["recorded_at"] and parse(data["recorded_at"]),
         monitor_resumed_at=data["monitor_resumed_at"] and parse(data["monitor_resumed_at"]),
     )
-    # Components beaten in one commit share their stamps: parse each distinct text once.
-    # (Sharing one datetime between components is safe: datetimes are immutable.)
-    times: dict[str, datetime] = {}
+
+
+def _decode_rows(data: dict) -> ClusterState:
+    """Format 2: components as rows under their server."""
+    state = _decode_header(data)
+    parse = datetime.fromisoformat
     servers = state.servers
     for name, os_, os_version, ip, rows in data["servers"]:
         server = servers[name] = ServerState(name, os_, os_version, ip)
-        components = server.components
         for row in rows:
             for i in _DATETIMES:
-                text = row[i]
-                if text is not None:
-                    value = times.get(text)
-                    if value is None:
-                        value = times[text] = parse(text)
-                    row[i] = value
+                if row[i] is not None:
+                    row[i] = parse(row[i])
             component = ComponentState(*row)
-            components[component.name] = component
+            server.components[component.name] = component
     return state
 
 
