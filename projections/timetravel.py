@@ -20,6 +20,8 @@ from projections.state import ClusterState, fold
 from projections.tables import snapshots as snapshots_table
 from projections.view import cluster_view
 
+_SHORT_TAIL = 10 * snapshots.EVERY_EVENTS
+
 
 def _aware(at: datetime) -> datetime:
     # A time without a zone is read as UTC, the zone of every time we store.
@@ -104,7 +106,15 @@ def _state_up_to(store: EventStore, position: int, snap: sa.Row | None = None) -
             snap = snapshots.latest(conn, at_or_before=position)
     state = snapshots.decode(snap.state) if snap is not None else ClusterState()
     if state.position < position:
-        state = fold(store.iter_all(after=state.position, up_to=position), state)
+        # A tail within the snapshot cadence is one query; a longer one (no snapshot yet) is
+        # paged, so the whole log never has to fit in memory.
+        short = position - state.position <= _SHORT_TAIL
+        tail = (
+            store.read_all(after=state.position, limit=None, up_to=position)
+            if short
+            else store.iter_all(after=state.position, up_to=position)
+        )
+        state = fold(tail, state)
     return state
 
 
