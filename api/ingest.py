@@ -1,17 +1,23 @@
-"""Group commit for heartbeat ingest.
+"""Group commit for heartbeat ingest (leader and followers).
 
-Request threads hand their validated heartbeats to one committer thread per process and wait.
-The committer takes everything that queued up while the previous commit ran and writes it in one
-transaction, so concurrent requests share the append lock and the fsync instead of queueing on
-them one commit each. A request is answered only after its commit (or with the error).
+Request threads queue their validated heartbeats. When no commit is running, the thread that
+queues becomes the leader: it takes everything queued (up to `max_events`), writes it in one
+transaction, hands out the receipts, and passes the lead to the first request still queued
+(which wakes up to commit the next group) before answering its own request. Concurrent
+requests thus share the append lock and the fsync instead of queueing on them one commit each.
+
+The lead moves between request threads rather than living in a committer thread: a dedicated
+thread had to be woken and scheduled for every group and then competed with the request
+threads for the GIL, which cost milliseconds per commit on a loaded 2-core machine (measured
+in BENCHMARKS.md, "HTTP API"). A request is answered only after its commit (or with the error).
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -27,11 +33,14 @@ class Receipt:
     last_position: int | None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     beats: Sequence[NewEvent]
     client_ids: Collection[UUID]  # ids the client chose: the only ones that can be duplicates
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set once the outcome is known, or once this request is asked to lead the next group.
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    done: bool = False
     receipt: Receipt | None = None
     error: BaseException | None = None
 
@@ -45,49 +54,59 @@ class GroupCommitter:
         self.commands = commands
         self.max_events = max_events
         self.on_commit = on_commit  # (accepted, duplicates, events, seconds), for metrics
-        self._queue: queue.Queue[_Pending] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._pid: int | None = None
-        self._start_lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        # Also after a fork: a gunicorn worker starts with an empty queue and no leader.
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue: deque[_Pending] = deque()
+        self._leading = False
 
     def submit(
         self, beats: Sequence[NewEvent], client_ids: Collection[UUID] = (), timeout: float = 30.0
     ) -> Receipt:
-        self._ensure_thread()
         pending = _Pending(beats, client_ids)
-        self._queue.put(pending)
-        if not pending.done.wait(timeout):
-            raise TimeoutError("the commit did not finish in time; nothing is acknowledged")
+        if self._pid != os.getpid():
+            self._reset()
+        with self._lock:
+            self._queue.append(pending)
+            pending.lead = not self._leading
+            self._leading = True
+        deadline = time.monotonic() + timeout
+        while not pending.done:
+            if pending.lead:
+                self._lead()  # the group it commits starts with this request
+                continue
+            if not pending.wake.wait(deadline - time.monotonic()):
+                with self._lock:
+                    if pending.lead:  # asked to lead just now: someone must
+                        continue
+                    if pending in self._queue:  # not taken: nothing of it will be written
+                        self._queue.remove(pending)
+                raise TimeoutError("the commit did not finish in time; nothing is acknowledged")
         if pending.error is not None:
             raise pending.error
         assert pending.receipt is not None
         return pending.receipt
 
-    def _ensure_thread(self) -> None:
-        # Started lazily, and again after a fork: gunicorn workers inherit no threads.
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
-        with self._start_lock:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._queue = queue.Queue()
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="clustermon-group-commit", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            group = [self._queue.get()]
+    def _lead(self) -> None:
+        with self._lock:
+            group = [self._queue.popleft()]
             size = len(group[0].beats)
-            while size < self.max_events:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                group.append(more)
-                size += len(more.beats)
+            while self._queue and size < self.max_events:
+                group.append(self._queue.popleft())
+                size += len(group[-1].beats)
+        try:
             self._commit(group)
+        finally:
+            with self._lock:
+                if self._queue:
+                    follower = self._queue[0]
+                    follower.lead = True
+                    follower.wake.set()
+                else:
+                    self._leading = False
 
     def _commit(self, group: list[_Pending]) -> None:
         started = time.perf_counter()
@@ -99,7 +118,7 @@ class GroupCommitter:
         except BaseException as exc:  # every waiter must learn the outcome
             for pending in group:
                 pending.error = exc
-                pending.done.set()
+            _release(group)
             return
         seconds = time.perf_counter() - started
         try:
@@ -119,5 +138,10 @@ class GroupCommitter:
             for pending in group:
                 pending.error = pending.error or exc
         finally:
-            for pending in group:
-                pending.done.set()
+            _release(group)
+
+
+def _release(group: list[_Pending]) -> None:
+    for pending in group:
+        pending.done = True
+        pending.wake.set()
