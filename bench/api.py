@@ -1,6 +1,7 @@
 """HTTP ingest and read benchmark: gunicorn on PostgreSQL, load from wrk on loopback.
 
     .venv/bin/python -m bench.api [--seconds 10] [--workers W] [--threads T]
+    .venv/bin/python -m bench.api --compare REV --rounds 2   # + the code of commit REV
 
 Needs `wrk` (Debian package). Prints, from the same server in the same run:
 - GET /healthz requests/s (the baseline: what the HTTP stack alone can do),
@@ -8,11 +9,16 @@ Needs `wrk` (Debian package). Prints, from the same server in the same run:
 - batches of 100 per POST: heartbeats/s,
 - GET /api/v1/cluster with 1,000 servers: latency p50/p99.
 Every request must answer 2xx: non-2xx answers are counted and reported.
+
+With --compare, a second server runs the tree of commit REV (extracted with git archive, on a
+database migrated by its own migrations) and the two servers take turns phase by phase, so the
+baseline and the candidate are measured under the same machine load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -20,6 +26,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -28,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api import settings
 from bench.common import BENCH_URL, scratch_database
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 
@@ -108,107 +118,165 @@ def post(url: str, token: str, body: dict) -> None:
     urllib.request.urlopen(request, timeout=30).read()
 
 
+@dataclass
+class Server:
+    name: str
+    url: str
+    agent: str
+    viewer: str
+
+
+@contextlib.contextmanager
+def serving(name: str, code: Path, port: int, env_extra: dict) -> Iterator[Server]:
+    """`clustermon serve` of the code in `code` on a scratch database migrated by that code."""
+    with (
+        scratch_database(BENCH_URL, migrate=False) as db,
+        tempfile.TemporaryDirectory() as metrics_dir,
+    ):
+        env = {
+            **os.environ,
+            **env_extra,
+            "CLUSTERMON_DATABASE_URL": db,
+            "CLUSTERMON_PORT": str(port),
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+        }
+
+        def cli(*args: str) -> str:
+            done = subprocess.run(
+                [*CLI, *args], env=env, cwd=code, capture_output=True, text=True, check=True
+            )
+            return done.stdout.strip()
+
+        cli("db", "upgrade")
+        agent = cli("token", "create", "--role", "agent", "--name", "bench")
+        viewer = cli("token", "create", "--role", "viewer", "--name", "bench-viewer")
+        server = subprocess.Popen(
+            [*CLI, "serve"], env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_up(url)
+            yield Server(name, url, agent, viewer)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """The tree of commit `rev` in a temporary directory (git archive: the working tree and
+    its index are not touched)."""
+    with tempfile.TemporaryDirectory(prefix="clustermon-baseline-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", rev], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
+SINGLE = orjson.dumps({**BEAT, "server": "SERVER"}).decode()
+BATCH = orjson.dumps(
+    {"heartbeats": [{**BEAT, "server": f"SERVER{i:02d}"} for i in range(100)]}
+).decode()
+ONE = 'PREFIX = function(c) return string.format("n%03d", c % 1000) end'
+BLOCK = 'PREFIX = function(c) return "n" .. (c % 10) end'
+
+
+def cluster_phase(server: Server, seconds: int) -> tuple[int, dict]:
+    """GET /cluster with exactly 1,000 servers (n000..n999), each with both components."""
+    for start in range(0, 1000, 250):
+        beats = [
+            {**BEAT, "server": f"n{i:03d}", "component": component}
+            for i in range(start, start + 250)
+            for component in ("web", "service")
+        ]
+        post(server.url, server.agent, {"heartbeats": beats})
+    request = urllib.request.Request(
+        server.url + "/api/v1/cluster", headers={"Authorization": f"Bearer {server.viewer}"}
+    )
+    with urllib.request.urlopen(request) as response:
+        count = orjson.loads(response.read())["server_count"]
+    return count, wrk(server.url + "/api/v1/cluster", seconds, 2, LUA_GET % server.viewer)
+
+
+def report(name: str, phases: dict) -> None:
+    health, singles, batches = phases["healthz"], phases["single"], phases["batch"]
+    print(f"  {name}")
+    print(f"    GET /healthz                {health['rps']:10.0f} req/s")
+    print(
+        f"    POST 1 heartbeat/request    {singles['rps']:10.0f} heartbeats/s"
+        f"  = {singles['rps'] / health['rps']:.2f}x healthz (target >= 0.5)"
+        f"  p50 {singles['p50']} p99 {singles['p99']}"
+    )
+    print(
+        f"    POST 100 heartbeats/request {batches['rps'] * 100:10.0f} heartbeats/s"
+        f"  (target >= 20,000)  p50 {batches['p50']} p99 {batches['p99']}"
+    )
+    for phase, result in phases.items():
+        if result["non2xx"] or result["socket_errors"]:
+            print(f"    {phase}: non-2xx={result['non2xx']} {result['socket_errors']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=None, help="default: serve's default")
     parser.add_argument("--threads", type=int, default=None, help="default: serve's default")
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also serve commit REV (its own code and migrations) and alternate the phases"
+        " between both servers",
+    )
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
 
-    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    with scratch_database(BENCH_URL) as db, tempfile.TemporaryDirectory() as metrics_dir:
-        port = 18000 + os.getpid() % 1000
-        url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "CLUSTERMON_DATABASE_URL": db,
-            "CLUSTERMON_PORT": str(port),
-            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
-        }
-        for name, value in (("WORKERS", args.workers), ("THREADS", args.threads)):
-            if value is not None:
-                env[f"CLUSTERMON_{name}"] = str(value)
-        agent = subprocess.run(
-            [*CLI, "token", "create", "--role", "agent", "--name", "bench"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        viewer = subprocess.run(
-            [*CLI, "token", "create", "--role", "viewer", "--name", "bench-viewer"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        server = subprocess.Popen(
-            [*CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_up(url)
-            single = orjson.dumps({**BEAT, "server": "SERVER"}).decode()
-            batch = orjson.dumps(
-                {"heartbeats": [{**BEAT, "server": f"SERVER{i:02d}"} for i in range(100)]}
-            ).decode()
-            one = 'PREFIX = function(c) return string.format("n%03d", c % 1000) end'
-            block = 'PREFIX = function(c) return "n" .. (c % 10) end'
-
-            health = wrk(url + "/healthz", args.seconds, 16)
-            singles = wrk(
-                url + "/api/v1/heartbeats", args.seconds, 16, LUA_POST % (one, single, agent)
-            )
-            batches = wrk(
-                url + "/api/v1/heartbeats", args.seconds, 16, LUA_POST % (block, batch, agent)
-            )
-
-            # GET /cluster with exactly 1,000 servers (n000..n999), each with both components.
-            for start in range(0, 1000, 250):
-                beats = [
-                    {**BEAT, "server": f"n{i:03d}", "component": component}
-                    for i in range(start, start + 250)
-                    for component in ("web", "service")
-                ]
-                post(url, agent, {"heartbeats": beats})
-            with urllib.request.urlopen(
-                urllib.request.Request(
-                    url + "/api/v1/cluster", headers={"Authorization": f"Bearer {viewer}"}
-                )
-            ) as response:
-                count = orjson.loads(response.read())["server_count"]
-            view = wrk(url + "/api/v1/cluster", args.seconds, 2, LUA_GET % viewer)
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
-
+    env_extra = {
+        f"CLUSTERMON_{name}": str(value)
+        for name, value in (("WORKERS", args.workers), ("THREADS", args.threads))
+        if value is not None
+    }
     workers = args.workers or settings.DEFAULTS["WORKERS"]
     threads = args.threads or settings.DEFAULTS["THREADS"]
     print(
-        f"workers={workers} x threads={threads}, {args.seconds}s per phase,"
-        f" 16 connections (2 for /cluster), load average before: {load_before}"
+        f"workers={workers} x threads={threads}, {args.seconds}s per phase, 16 connections"
+        f" (2 for /cluster), load average before: " + " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        flush=True,
     )
-    print(f"GET /healthz                  {health['rps']:10.0f} req/s")
-    print(
-        f"POST 1 heartbeat/request      {singles['rps']:10.0f} heartbeats/s"
-        f"  = {singles['rps'] / health['rps']:.2f}x healthz (target >= 0.5)"
-        f"  p50 {singles['p50']} p99 {singles['p99']}"
+    port = 18000 + os.getpid() % 1000
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(serving("candidate (working tree)", ROOT, port, env_extra))]
+        if args.compare:
+            code = stack.enter_context(checkout(args.compare))
+            label = f"baseline {args.compare}"
+            servers.insert(0, stack.enter_context(serving(label, code, port + 1, env_extra)))
+        for round_ in range(1, args.rounds + 1):
+            results = {s.name: {} for s in servers}
+            for phase in ("healthz", "single", "batch"):  # the servers take turns per phase
+                for server in servers:
+                    results[server.name][phase] = ingest_phases_one(server, phase, args.seconds)
+            print(
+                f"round {round_} (load average "
+                + " ".join(f"{x:.1f}" for x in os.getloadavg())
+                + ")"
+            )
+            for server in servers:
+                report(server.name, results[server.name])
+        for server in servers:
+            count, view = cluster_phase(server, args.seconds)
+            print(
+                f"  {server.name}: GET /api/v1/cluster ({count} servers) {view['rps']:7.0f} req/s"
+                f"  p50 {view['p50']} p99 {view['p99']}"
+            )
+
+
+def ingest_phases_one(server: Server, phase: str, seconds: int) -> dict:
+    if phase == "healthz":
+        return wrk(server.url + "/healthz", seconds, 16)
+    prefix, body = (ONE, SINGLE) if phase == "single" else (BLOCK, BATCH)
+    return wrk(
+        server.url + "/api/v1/heartbeats", seconds, 16, LUA_POST % (prefix, body, server.agent)
     )
-    print(
-        f"POST 100 heartbeats/request   {batches['rps'] * 100:10.0f} heartbeats/s"
-        f"  (target >= 20,000)  p50 {batches['p50']} p99 {batches['p99']}"
-    )
-    print(
-        f"GET /api/v1/cluster ({count} servers) {view['rps']:7.0f} req/s"
-        f"  p50 {view['p50']} p99 {view['p99']}"
-    )
-    for name, result in (
-        ("healthz", health),
-        ("single", singles),
-        ("batch", batches),
-        ("cluster", view),
-    ):
-        if result["non2xx"] or result["socket_errors"]:
-            print(f"  {name}: non-2xx={result['non2xx']} {result['socket_errors']}")
 
 
 if __name__ == "__main__":
