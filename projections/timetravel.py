@@ -69,11 +69,11 @@ def resolve(
         return last, at
 
 
-def _locate(store: EventStore, at: datetime) -> tuple[int, sa.Row | None]:
-    """(last position recorded at or before `at`, the newest snapshot at or before it) in one
-    round trip: under load every round trip waits for the database to be scheduled, and a
-    time-travel query used to make four."""
+def _locate_query() -> sa.Select:
+    """(first recorded_at, last position recorded at or before :at, the newest snapshot at or
+    before that position), built once: constructing it costs more than running it."""
     c, snap, older = events.c, snapshots_table.c, snapshots_table.alias("older")
+    at = sa.bindparam("at", type_=events.c.recorded_at.type)
     first = sa.select(c.recorded_at).order_by(c.position).limit(1).scalar_subquery()
     # Index look-ups on recorded_at: the latest time <= at, then the last position of that
     # (batch-shared) time.
@@ -86,11 +86,20 @@ def _locate(store: EventStore, at: datetime) -> tuple[int, sa.Row | None]:
         .correlate(target)
         .scalar_subquery()
     )
-    query = sa.select(target.c.first, target.c.last, snap.position, snap.state).select_from(
+    return sa.select(target.c.first, target.c.last, snap.position, snap.state).select_from(
         target.outerjoin(snapshots_table, snap.position == newest)
     )
+
+
+_LOCATE = _locate_query()
+
+
+def _locate(store: EventStore, at: datetime) -> tuple[int, sa.Row | None]:
+    """(last position recorded at or before `at`, the newest snapshot at or before it) in one
+    round trip: under load every round trip waits for the database to be scheduled, and a
+    time-travel query used to make four."""
     with store.engine.connect() as conn:
-        row = conn.execute(query).one()
+        row = conn.execute(_LOCATE, {"at": at}).one()
     if row.first is None:
         raise ValueError("the event log is empty: there is no cluster to show at any time")
     if at < row.first:
