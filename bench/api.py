@@ -225,8 +225,8 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         metavar="REV",
-        help="also serve commit REV (its own code and migrations) and alternate the phases"
-        " between both servers",
+        help="also serve commit REV (or the tree in directory REV) with its own code and"
+        " migrations, and alternate the phases between both servers",
     )
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
@@ -247,7 +247,10 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(serving("candidate (working tree)", ROOT, port, env_extra))]
         if args.compare:
-            code = stack.enter_context(checkout(args.compare))
+            if Path(args.compare).is_dir():  # a tree prepared by hand
+                code = Path(args.compare)
+            else:
+                code = stack.enter_context(checkout(args.compare))
             label = f"baseline {args.compare}"
             servers.insert(0, stack.enter_context(serving(label, code, port + 1, env_extra)))
         for round_ in range(1, args.rounds + 1):
