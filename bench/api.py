@@ -54,8 +54,17 @@ BEAT = {
     "sent_at": "2026-11-27T10:00:00Z",
 }
 
+# Each wrk thread plays its own agents (server names t<thread>-n...), as real servers each send
+# their own heartbeats: two threads never post the same component at the same moment. (Names
+# shared by both threads in lock-step made nearly every group a version conflict between the
+# two gunicorn workers: a worst case no cluster of distinct servers produces.)
 LUA_POST = """
 local counter = 0
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
 %s
 local template = [[%s]]
 wrk.method = "POST"
@@ -63,7 +72,6 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %s"
 request = function()
   counter = counter + 1
-  -- 1,000 server names shared by both phases: n000..n999
   local body = string.gsub(template, "SERVER", PREFIX(counter))
   return wrk.format(nil, nil, nil, body)
 end
@@ -178,16 +186,20 @@ SINGLE = orjson.dumps({**BEAT, "server": "SERVER"}).decode()
 BATCH = orjson.dumps(
     {"heartbeats": [{**BEAT, "server": f"SERVER{i:02d}"} for i in range(100)]}
 ).decode()
-ONE = 'PREFIX = function(c) return string.format("n%03d", c % 1000) end'
-BLOCK = 'PREFIX = function(c) return "n" .. (c % 10) end'
+# wrk runs 2 threads; each plays 500 servers (t0-n000..t0-n499, t1-n000..t1-n499): one
+# heartbeat per request, or blocks of 100 of them (five blocks per thread).
+ONE = 'PREFIX = function(c) return string.format("t%d-n%03d", tid, c % 500) end'
+BLOCK = 'PREFIX = function(c) return "t" .. tid .. "-n" .. (c % 5) end'
+NAMES = [f"t{thread}-n{i:03d}" for thread in (0, 1) for i in range(500)]
 
 
 def cluster_phase(server: Server, seconds: int) -> tuple[int, dict]:
-    """GET /cluster with exactly 1,000 servers (n000..n999), each with both components."""
+    """GET /cluster with exactly 1,000 servers (the ingest phases' names), each with both
+    components."""
     for start in range(0, 1000, 250):
         beats = [
-            {**BEAT, "server": f"n{i:03d}", "component": component}
-            for i in range(start, start + 250)
+            {**BEAT, "server": name, "component": component}
+            for name in NAMES[start : start + 250]
             for component in ("web", "service")
         ]
         post(server.url, server.agent, {"heartbeats": beats})
