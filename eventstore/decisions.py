@@ -250,7 +250,7 @@ class ClusterCommands:
                 tails = stream_tails(conn, streams)
                 stored = stored_ids(conn, candidates) if candidates else set()
             return tails, stored
-        return _facts(self.store._autocommit_call(_PG_FACTS, (candidates, streams)))
+        return _facts(self.store.autocommit_query(_PG_FACTS, (candidates, streams)))
 
     def _with_outages(self, beats, tails, stored, policy, now) -> list[NewEvent]:
         events: list[NewEvent] = []

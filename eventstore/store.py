@@ -281,7 +281,7 @@ class EventStore:
         if connection is not None:
             rows = connection.exec_driver_sql(sql, params).all()
         else:
-            rows = self._autocommit_call(sql, params)
+            rows = self.autocommit_query(sql, params)
         stored, conflicts, stored_at = {}, {}, None
         for kind, event_id, stream, position, version, expected_v, stamp in rows:
             if kind == "conflict":
@@ -386,8 +386,9 @@ class EventStore:
                 stored[event_id] = (position, version)
         return stored, stamp
 
-    def _autocommit_call(self, sql: str, params: tuple) -> list[tuple]:
-        """Run the append function as a transaction of its own, on a pooled psycopg connection.
+    def autocommit_query(self, sql: str, params: tuple) -> list[tuple]:
+        """PostgreSQL: the rows of one statement run as a transaction of its own (autocommit), on
+        a pooled psycopg connection: the append functions, and the decisions' read of the facts.
 
         Straight on the driver: a SQLAlchemy Connection (begin, isolation-level switch, result
         wrapping) costs more client CPU than the whole round trip of a one-event append. Errors
