@@ -10,7 +10,9 @@ from eventstore.events import CATALOG, COMPONENTS, ConfigurationSchema, Heartbea
 
 MAX_BATCH = 1000
 SERVER_NAME = validate.Regexp(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$",
+    # (?!\n): Python's `$` also matches before a final newline; the pattern stays valid for the
+    # OpenAPI document's (ECMA 262) readers, where it changes nothing.
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}(?!\n)$",
     error="must be 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit",
 )
 # Fields an agent might use to send the key itself: refused with an explicit message.

@@ -110,7 +110,10 @@ class HeartbeatRecordedSchema(Schema):
     encryption_key_fingerprint = fields.String(
         load_default=None,
         allow_none=True,
-        validate=validate.Regexp(r"^[0-9a-f]{64}$", error="must be 64 lowercase hex characters"),
+        validate=validate.Regexp(
+            r"^[0-9a-f]{64}(?!\n)$",  # (?!\n): `$` alone also matches before a final newline
+            error="must be 64 lowercase hex characters",
+        ),
     )
     message = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
 

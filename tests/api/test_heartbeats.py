@@ -49,11 +49,13 @@ def test_the_same_id_twice_in_one_batch_is_stored_once(app, post):
         (heartbeat(ip="10.0.0.300"), "ip"),
         (heartbeat(encryption_key_fingerprint="abc123"), "encryption_key_fingerprint"),
         (heartbeat(encryption_key_fingerprint="Q" * 64), "encryption_key_fingerprint"),
+        (heartbeat(encryption_key_fingerprint="ab" * 32 + "\n"), "encryption_key_fingerprint"),
         (heartbeat(encryption_key="s3cr3t-key-material"), "encryption_key"),
         (heartbeat(sent_at="yesterday"), "sent_at"),
         (heartbeat(sent_at="2026-11-27T10:00:00"), "sent_at"),  # no timezone
         (heartbeat(server="a/b"), "server"),
         (heartbeat(server=""), "server"),
+        (heartbeat(server="web01\n"), "server"),
         (heartbeat(unexpected=1), "unexpected"),
         (heartbeat(event_id="not-a-uuid"), "event_id"),
         ({k: v for k, v in heartbeat().items() if k != "sent_at"}, "sent_at"),
