@@ -229,7 +229,11 @@ def test_an_admin_is_refused_a_bad_value_removes_a_component_and_travels_back(pa
     )
     page.locator("#tt-form").get_by_role("button", name="Show").click()
     mode = page.locator("#mode")
-    expect(mode).to_have_attribute("data-mode", "past", timeout=WAIT_MS)
+    try:
+        expect(mode).to_have_attribute("data-mode", "past", timeout=WAIT_MS)
+    except AssertionError as failure:  # say what the page was told
+        told = page.locator("#tt-error").text_content(), page.locator("#tt-time").input_value()
+        raise AssertionError(f"time travel error {told[0]!r}, time field {told[1]!r}") from failure
     expect(mode).to_contain_text(f"Past view: the cluster as it was at {before:%Y-%m-%d %H:%M:%S}")
     expect(web).to_have_attribute("data-state", "current")
     expect(page.get_by_label("Stale timeout (Service)")).to_be_disabled()  # no edits in the past
