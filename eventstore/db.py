@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import select
+import threading
+import weakref
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -79,3 +83,78 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 def write_connection(engine: sa.Engine) -> sa.Connection:
     return engine.connect().execution_options(**{WRITE: True})
+
+
+class AutocommitConnections:
+    """psycopg connections kept in autocommit mode, for statements that are a transaction of
+    their own (the append functions, the ingest decision's read).
+
+    Taking a connection from SQLAlchemy's pool and switching it to autocommit and back cost
+    ~35 us of client CPU per call, ~8% of a one-event append (BENCHMARKS.md, "Event store").
+    These are connections made by the engine (same URL and connect arguments) and then detached
+    from its pool. An idle one is checked like the pool's (a readable socket means the server
+    ended the session) and replaced; a broken one is dropped. After a fork the parent's
+    connections are left untouched (closing them would end the parent's sessions) and the child
+    makes its own. Idle connections are closed when this object is collected or `close()`d.
+    """
+
+    MAX_IDLE = 8
+
+    def __init__(self, engine: sa.Engine):
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._idle: list = []
+        self._pid = os.getpid()
+        weakref.finalize(self, _close_all, self._idle)
+
+    def run(self, sql: str, params) -> list[tuple]:
+        """The rows of `sql`, run as its own transaction; errors as SQLAlchemy's DBAPIError."""
+        connection = self._take()
+        try:
+            rows = connection.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            if connection.closed or connection.broken:
+                connection.close()
+            else:
+                self._give(connection)
+            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        self._give(connection)
+        return rows
+
+    def close(self) -> None:
+        with self._lock:
+            _close_all(self._idle)
+
+    def _take(self):
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's sessions are not ours
+                _INHERITED.extend(self._idle)
+                self._idle.clear()
+                self._pid = os.getpid()
+            while self._idle:
+                connection = self._idle.pop()
+                if not _is_dead(connection):
+                    return connection
+                connection.close()
+        pooled = self._engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()  # ours from now on: the pool neither counts nor closes it
+        connection.autocommit = True
+        return connection
+
+    def _give(self, connection) -> None:
+        with self._lock:
+            if len(self._idle) < self.MAX_IDLE and self._pid == os.getpid():
+                self._idle.append(connection)
+                return
+        connection.close()
+
+
+# Connections inherited over a fork: kept referenced so that their finalizers never run in the
+# child (which would end the parent's sessions on the shared sockets).
+_INHERITED: list = []
+
+
+def _close_all(connections: list) -> None:
+    while connections:
+        connections.pop().close()

@@ -47,7 +47,7 @@ import psycopg
 import sqlalchemy as sa
 
 from eventstore.clock import Clock, utc_now
-from eventstore.db import write_connection
+from eventstore.db import AutocommitConnections, write_connection
 from eventstore.decoding import RecordedEvent, record, recorded
 from eventstore.events import Event
 from eventstore.tables import events as events_table
@@ -165,6 +165,7 @@ class EventStore:
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now, *, serialize_appends=True):
         self.engine = engine
         self.clock = clock
+        self._autocommit = AutocommitConnections(engine)
         self.dialect = engine.dialect.name
         # Only the ordering test turns this off, to show what goes wrong without it.
         self._serialize = serialize_appends and self.dialect == "postgresql"
@@ -387,28 +388,12 @@ class EventStore:
         return stored, stamp
 
     def autocommit_query(self, sql: str, params: tuple) -> list[tuple]:
-        """PostgreSQL: the rows of one statement run as a transaction of its own (autocommit), on
-        a pooled psycopg connection: the append functions, and the decisions' read of the facts.
-
-        Straight on the driver: a SQLAlchemy Connection (begin, isolation-level switch, result
-        wrapping) costs more client CPU than the whole round trip of a one-event append. Errors
-        are still raised as SQLAlchemy's DBAPIError family, and a broken connection is dropped.
-        """
-        pooled = self.engine.raw_connection()
-        driver = pooled.driver_connection
-        try:
-            driver.autocommit = True
-            try:
-                return driver.execute(sql, params).fetchall()
-            finally:
-                if not driver.closed:
-                    driver.autocommit = False
-        except psycopg.Error as exc:
-            if driver.closed or driver.broken:
-                pooled.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
-        finally:
-            pooled.close()
+        """PostgreSQL: the rows of one statement run as a transaction of its own (autocommit):
+        the append functions, and the decisions' read of the facts. Straight on a psycopg
+        connection kept in autocommit mode (`db.AutocommitConnections`): a SQLAlchemy
+        Connection (begin, isolation-level switch, result wrapping) costs more client CPU than
+        the whole round trip of a one-event append."""
+        return self._autocommit.run(sql, params)
 
     def _append(self, conn, new_events, expected_version, stamp) -> AppendResult:
         """SQLite (and the reference for the PostgreSQL function): writers are serialised by

@@ -6,6 +6,7 @@ about PostgreSQL-only behaviour (NOTIFY, pooled connections) say so with `pg_dat
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -473,15 +474,49 @@ def test_appends_survive_a_pooled_connection_killed_by_the_server(pg_database_ur
         store.append([beat()])
         with engine.connect() as conn:
             pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        # Every session of this database: the pool's and the store's own autocommit ones.
+        admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
-        result = store.append([beat()])  # the dead pooled connection is replaced, not used
+        result = store.append([beat()])  # dead connections are replaced, not used
 
         assert [r.version for r in result.recorded] == [2]
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
     finally:
         admin.close()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_forked_processes_append_on_connections_of_their_own(pg_database_url):
+    """gunicorn forks workers from a process that may have appended already: two children
+    sharing the parent's idle connection would interleave on one socket."""
+    engine = create_engine(pg_database_url)
+    store = EventStore(engine)
+    try:
+        store.append([beat("parent")])  # leaves an idle connection behind
+        children = []
+        for name in ("left", "right"):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                try:
+                    engine.dispose(close=False)  # as api/app.py does after a fork
+                    for _ in range(50):
+                        store.append([beat(name)])
+                    code = 0
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+
+        assert codes == [0, 0]
+        assert store.append([beat("parent")]).recorded[0].version == 2
+        assert store.stream_version("left/service") == store.stream_version("right/service") == 50
+    finally:
         engine.dispose()
 
 
