@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,6 +207,12 @@ def test_an_admin_is_refused_a_bad_value_removes_a_component_and_travels_back(pa
     expect(stale).to_have_value("120")
     # Bounded: a read right after a write can miss it while another process folds the log.
     _eventually(lambda: _configuration(cluster)["stale_timeout_seconds"] == 120)
+
+    # The page travels to whole seconds: the removal must come after the first whole second of
+    # the log, or "the second before the removal" would be before the log (on a fast machine
+    # everything above fits in the log's first second).
+    second_after_start = _first_event_time(cluster).replace(microsecond=0) + timedelta(seconds=1)
+    _eventually(lambda: datetime.now(UTC) > second_after_start)
 
     # Remove node03's Web component (its agent stops first, or its next heartbeat re-adds it).
     cluster.agent.silence("node03", "web")
