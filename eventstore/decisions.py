@@ -128,6 +128,11 @@ def _facts(rows) -> tuple[dict[str, Tail], set[UUID]]:
     return tails, stored
 
 
+def _read_facts(conn: sa.Connection, streams, candidates) -> tuple[dict[str, Tail], set[UUID]]:
+    """Tails and stored ids through SQLAlchemy (SQLite): two statements."""
+    return stream_tails(conn, streams), stored_ids(conn, candidates) if candidates else set()
+
+
 # The ingest decision's facts in one PostgreSQL statement: every stream asked for (with NULLs
 # when it has no event yet) and, on each row, the ids already stored among the candidates (an
 # uncorrelated subquery: evaluated once).
@@ -222,8 +227,7 @@ class ClusterCommands:
                     facts = driver.execute(_PG_FACTS, (candidates, all_streams))
                 tails, stored = _facts(facts.fetchall())
             else:
-                tails = stream_tails(conn, all_streams)
-                stored = stored_ids(conn, candidates) if candidates else set()
+                tails, stored = _read_facts(conn, all_streams, candidates)
             events, expected, now = self._decide(beats, streams, tails, stored)
             return self.store.append(
                 events, expected_version=expected, recorded_at=now, connection=conn
@@ -242,14 +246,12 @@ class ClusterCommands:
     ) -> tuple[dict[str, Tail], set[UUID]]:
         """The tails of `streams` and which `candidates` are already stored.
 
-        PostgreSQL: one statement on a pooled driver connection in autocommit mode (the store's
-        own path for appends): no BEGIN/ROLLBACK and no SQLAlchemy result wrapping, which cost
-        more client CPU than the round trip itself for a one-heartbeat group."""
+        PostgreSQL: one statement on the store's autocommit connections (its own path for
+        appends): no BEGIN/ROLLBACK and no SQLAlchemy result wrapping, which cost more client CPU
+        than the round trip itself for a one-heartbeat group."""
         if self.store.dialect != "postgresql":
             with self.store.engine.connect() as conn:
-                tails = stream_tails(conn, streams)
-                stored = stored_ids(conn, candidates) if candidates else set()
-            return tails, stored
+                return _read_facts(conn, streams, candidates)
         return _facts(self.store.autocommit_query(_PG_FACTS, (candidates, streams)))
 
     def _with_outages(self, beats, tails, stored, policy, now) -> list[NewEvent]:

@@ -165,8 +165,9 @@ class EventStore:
     def __init__(self, engine: sa.Engine, clock: Clock = utc_now, *, serialize_appends=True):
         self.engine = engine
         self.clock = clock
-        self._autocommit = AutocommitConnections(engine)
         self.dialect = engine.dialect.name
+        if self.dialect == "postgresql":  # SQLite appends go through SQLAlchemy (`_append`)
+            self._autocommit = AutocommitConnections(engine)
         # Only the ordering test turns this off, to show what goes wrong without it.
         self._serialize = serialize_appends and self.dialect == "postgresql"
 

@@ -38,7 +38,7 @@ import orjson
 from projections import rules
 from projections.read import changed_servers
 from projections.state import ClusterState, ServerState
-from projections.view import Judge, count_for_references, header, server_entry
+from projections.view import Judge, header, server_entry
 
 _SLOT, _SLOT_FORMAT = b'"age_seconds":0.0', b'"age_seconds":%de-3'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,7 +121,7 @@ class _Counts:
 
     @staticmethod
     def _change(counts: tuple[dict, dict], c, step: int) -> None:
-        count_for_references(c, *counts, step)
+        rules.count_for_references(c, *counts, step)
 
     def add(self, c, threshold: int | None) -> None:
         key = (c.server, c.name)

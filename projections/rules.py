@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -150,17 +149,34 @@ def references(state: ClusterState, current: set[tuple[str, str]]) -> References
     components = [c for c in state.components() if (c.server, c.name) in current]
     if not components:
         components = list(state.components())
-    by_product: dict[str, Counter] = {}
-    keys: Counter = Counter()
+    by_product: dict[str, dict[str, int]] = {}
+    keys: dict[str, int] = {}
     for c in components:
-        if c.product and c.product_version:
-            counts = by_product.get(c.product)
-            if counts is None:
-                counts = by_product[c.product] = Counter()
-            counts[c.product_version] += 1
-        if c.encryption_key_fingerprint:
-            keys[c.encryption_key_fingerprint] += 1
+        count_for_references(c, by_product, keys)
     return choose_references(by_product, keys)
+
+
+def count_for_references(c: ComponentState, by_product: dict, keys: dict, step: int = 1) -> None:
+    """Add `c` to (step -1: take it from) the counts `choose_references` takes; a count that
+    drops to zero is deleted. Shared by `references` and the incremental renderer."""
+    if c.product and c.product_version:
+        versions = by_product.get(c.product)
+        if versions is None:
+            versions = by_product[c.product] = {}
+        n = versions.get(c.product_version, 0) + step
+        if n:
+            versions[c.product_version] = n
+        else:
+            del versions[c.product_version]
+            if not versions:
+                del by_product[c.product]
+    fingerprint = c.encryption_key_fingerprint
+    if fingerprint:
+        n = keys.get(fingerprint, 0) + step
+        if n:
+            keys[fingerprint] = n
+        else:
+            del keys[fingerprint]
 
 
 def choose_references(

@@ -50,29 +50,6 @@ class Judge:
         return ("current", None, expiry)
 
 
-def count_for_references(c: ComponentState, by_product: dict, keys: dict, step: int = 1) -> None:
-    """Add `c` to (step -1: take it from) the counts rules.choose_references takes, as
-    rules.references counts; a count that drops to zero is deleted."""
-    if c.product and c.product_version:
-        versions = by_product.get(c.product)
-        if versions is None:
-            versions = by_product[c.product] = {}
-        n = versions.get(c.product_version, 0) + step
-        if n:
-            versions[c.product_version] = n
-        else:
-            del versions[c.product_version]
-            if not versions:
-                del by_product[c.product]
-    fingerprint = c.encryption_key_fingerprint
-    if fingerprint:
-        n = keys.get(fingerprint, 0) + step
-        if n:
-            keys[fingerprint] = n
-        else:
-            del keys[fingerprint]
-
-
 def server_entry(
     server: ServerState,
     judged: list[tuple[ComponentState, Beat]],
@@ -173,7 +150,7 @@ def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
             judged.append((component, beat))
             if beat[0] == "current":
                 any_current = True
-                count_for_references(component, by_product, keys)
+                rules.count_for_references(component, by_product, keys)
         judged_servers.append((server, judged))
     if any_current:
         refs = rules.choose_references(by_product, keys)
