@@ -1,11 +1,12 @@
 """Commands in, events out: the decisions of the write side.
 
-Each command reads the tail of the streams it touches, decides, and appends with the stream
-versions it saw, so a decision is never made on stale facts:
-- heartbeats are decided optimistically (read, decide, append with the versions seen); after a
-  conflict, and for a short while after one, they are decided under the store's append lock
-  instead (one transaction: lock, read, decide, append), which cannot conflict;
-- configuration changes and removals use the expected stream version and retry on a conflict.
+A decision is never made on stale facts:
+- heartbeats of current components need no decision: on PostgreSQL the store checks that they
+  are current, and appends them, in one statement under its ordering lock. Any other group (a
+  component to recover, a policy that moved on, and every group on SQLite) is decided in one
+  transaction that holds the append lock from before its reads, so it cannot conflict;
+- configuration changes and removals read the tail of their stream, decide, and append with the
+  expected stream version, retrying on a conflict.
 
 The timeout in force comes from the `cluster` and `monitor` streams, folded with the shared
 fold and cached by their versions (they change rarely).
@@ -13,10 +14,9 @@ fold and cached by their versions (they change rarely).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from eventstore.db import write_connection
 from eventstore.events import (
     CLUSTER_STREAM,
+    COMPONENTS,
     MONITOR_STREAM,
     ComponentRecovered,
     ComponentRemoved,
@@ -48,10 +49,8 @@ from projections import rules
 from projections.state import ComponentState, Configuration, fold
 
 INGEST_DETECTOR = "ingest"
-# After a conflict, heartbeat groups are decided under the append lock for this long: when
-# several processes keep writing the same components, an optimistic attempt would mostly be a
-# wasted round of reads and a refused append.
-CONTENDED_SECONDS = 1.0
+# The streams whose events make the policy (the configuration, the monitor's gaps).
+POLICY_STREAMS = (CLUSTER_STREAM, MONITOR_STREAM)
 
 
 class NotInCluster(LookupError):
@@ -158,26 +157,23 @@ class Policy:
 class ClusterCommands:
     def __init__(self, store: EventStore):
         self.store = store
-        self._policy: Policy | None = None
-        self._contended_until = 0.0  # time.monotonic(): decide under the lock until then
+        self._policy: Policy | None = None  # the last one decided by (a cache)
 
     # --- policy -------------------------------------------------------------------------------
 
     def policy(self, tails: Mapping[str, Tail]) -> Policy:
         """The policy at the versions of the `cluster` and `monitor` streams in `tails`."""
-        versions = tuple(
-            tails[s].version if s in tails else 0 for s in (CLUSTER_STREAM, MONITOR_STREAM)
-        )
+        versions = tuple(tails[s].version if s in tails else 0 for s in POLICY_STREAMS)
         cached = self._policy
         if cached is None or cached.versions != versions:
-            events = self.store.read_all(0, None, streams=[CLUSTER_STREAM, MONITOR_STREAM])
+            events = self.store.read_all(0, None, streams=list(POLICY_STREAMS))
             state = fold(e for e in events if e.position <= _last_position(tails))
             cached = self._policy = Policy(state.configuration, state.monitor_resumed_at, versions)
         return cached
 
     def configuration(self) -> Configuration:
         with self.store.engine.connect() as conn:
-            return self.policy(stream_tails(conn, [CLUSTER_STREAM, MONITOR_STREAM])).configuration
+            return self.policy(stream_tails(conn, POLICY_STREAMS)).configuration
 
     # --- heartbeats ---------------------------------------------------------------------------
 
@@ -191,31 +187,35 @@ class ClusterCommands:
         run) records that timeout, stamped with its logical expiry, and the recovery: the log
         then shows the outage whoever noticed it first.
 
-        The decision is optimistic: read the tails and the stored ids (one round trip), decide,
-        append with the versions seen (one round trip, the store's ordering lock held only for
-        that). If a timeout or another heartbeat of the same component got in between, decide
-        again under the lock (and keep doing so for CONTENDED_SECONDS).
+        On PostgreSQL the common case (every component current, the policy unchanged since the
+        last decision) is one round trip: `EventStore.append_current_heartbeats` checks that
+        under the ordering lock and appends. Otherwise, and on SQLite, the group is decided in
+        one transaction that holds the append lock from before its reads.
 
         `maybe_duplicates`: the ids that may already be stored (those a client chose); ids we
         generated ourselves cannot be, and are not looked up. Default: all of them.
         """
-        streams = list(dict.fromkeys(b.event.stream for b in beats))
         candidates = [b.event_id for b in beats] if maybe_duplicates is None else maybe_duplicates
-        if time.monotonic() >= self._contended_until:
-            tails, stored = self._heartbeat_facts(
-                [*streams, CLUSTER_STREAM, MONITOR_STREAM], list(candidates)
+        policy = self._policy
+        if policy is not None and self.store.dialect == "postgresql":
+            now = self.store.clock()
+            since = _current_since(policy, now)
+            result = self.store.append_current_heartbeats(
+                beats,
+                current_since=[since[b.event.component] for b in beats],
+                policy_versions=dict(zip(POLICY_STREAMS, policy.versions, strict=True)),
+                maybe_duplicates=candidates,
+                recorded_at=now,
             )
-            events, expected, now = self._decide(beats, streams, tails, stored)
-            try:
-                return self.store.append(events, expected_version=expected, recorded_at=now)
-            except ConcurrencyError:
-                self._contended_until = time.monotonic() + CONTENDED_SECONDS
-        return self._record_locked(beats, streams, list(candidates))
+            if result is not None:
+                return result
+        return self._record_locked(beats, list(candidates))
 
-    def _record_locked(self, beats, streams, candidates) -> AppendResult:
+    def _record_locked(self, beats, candidates) -> AppendResult:
         """Decide and append in one transaction that holds the append lock from before the
         reads (SQLite: BEGIN IMMEDIATE), so no other append can move a stream in between."""
-        all_streams = [*streams, CLUSTER_STREAM, MONITOR_STREAM]
+        streams = list(dict.fromkeys(b.event.stream for b in beats))
+        all_streams = [*streams, *POLICY_STREAMS]
         with write_connection(self.store.engine) as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 # BEGIN, the lock and the facts in one round trip (a pipeline), the lock held
@@ -240,19 +240,6 @@ class ClusterCommands:
         now = self.store.clock()
         events = self._with_outages(beats, tails, stored, policy, now)
         return events, {s: tails[s].version if s in tails else 0 for s in streams}, now
-
-    def _heartbeat_facts(
-        self, streams: Sequence[str], candidates: Sequence[UUID]
-    ) -> tuple[dict[str, Tail], set[UUID]]:
-        """The tails of `streams` and which `candidates` are already stored.
-
-        PostgreSQL: one statement on the store's autocommit connections (its own path for
-        appends): no BEGIN/ROLLBACK and no SQLAlchemy result wrapping, which cost more client CPU
-        than the round trip itself for a one-heartbeat group."""
-        if self.store.dialect != "postgresql":
-            with self.store.engine.connect() as conn:
-                return _read_facts(conn, streams, candidates)
-        return _facts(self.store.autocommit_query(_PG_FACTS, (candidates, streams)))
 
     def _with_outages(self, beats, tails, stored, policy, now) -> list[NewEvent]:
         events: list[NewEvent] = []
@@ -324,7 +311,7 @@ class ClusterCommands:
         """Apply a partial update; the merged configuration must stay coherent."""
         for _attempt in range(5):
             with self.store.engine.connect() as conn:
-                tails = stream_tails(conn, [CLUSTER_STREAM, MONITOR_STREAM])
+                tails = stream_tails(conn, POLICY_STREAMS)
             policy = self.policy(tails)
             current = policy.configuration
             effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
@@ -379,8 +366,22 @@ class ClusterCommands:
 def _last_position(tails: Mapping[str, Tail]) -> int:
     """The policy streams' last position seen: a policy never folds past what it was asked for
     (an event appended after the tails were read belongs to the next decision)."""
-    positions = [tails[s].position for s in (CLUSTER_STREAM, MONITOR_STREAM) if s in tails]
+    positions = [tails[s].position for s in POLICY_STREAMS if s in tails]
     return max(positions, default=0)
+
+
+def _current_since(policy: Policy, now: datetime) -> dict[str, datetime | None]:
+    """Per component name, the oldest last heartbeat that is still current at `now` under
+    `policy` (None: any, a monitor resumption gives every component its full timeout). The
+    inverse of `rules.deadline`: current iff now <= max(last, resumed) + timeout."""
+    since = {}
+    for component in COMPONENTS:
+        timeout = timedelta(seconds=rules.timeout_seconds(component, policy.configuration))
+        resumed = policy.monitor_resumed_at
+        since[component] = (
+            None if resumed is not None and now <= resumed + timeout else now - timeout
+        )
+    return since
 
 
 def stored_ids(conn: sa.Connection, ids: Sequence) -> set:

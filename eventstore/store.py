@@ -20,6 +20,8 @@ the insert and its commit. From 32 events on, `clustermon_prepare_append` does t
 checks and reserves the positions, then the rows go by binary COPY in the same transaction.
 The reasons are speed (BENCHMARKS.md, "Event store") and that the checks must run after the lock
 is granted (each statement of those functions takes a fresh snapshot).
+Heartbeat ingest has its own function, `clustermon_append_heartbeats` (migration 0007): the same
+steps, after checking under the lock that no decision is needed (`append_current_heartbeats`).
 SQLite runs the same steps in Python with SQLAlchemy Core (`_append`).
 
 recorded_at never decreases along positions (time travel and the staleness rules rely on it).
@@ -34,7 +36,7 @@ are harmless: nothing can commit below the head later, so followers never wait f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +72,12 @@ _PG_APPEND_ONE = (
     "SELECT kind, event_id, stream, position, version, expected, recorded_at"
     " FROM clustermon_append_one("
     "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_PG_APPEND_HEARTBEATS = (
+    "SELECT kind, event_id, stream, position, version, recorded_at"
+    " FROM clustermon_append_heartbeats("
+    "%s, %s, %s, %b::uuid[], %b::text[], %b::text[], %b::int2[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %s, %b::timestamptz[], %b::uuid[], %b::text[], %b::int4[])"
 )
 # Batches from this size on go by COPY (see EventStore._append_postgresql).
 COPY_BATCH = 32
@@ -156,6 +164,43 @@ def _expected_by_stream(expected, streams: set[str]) -> dict[str, int]:
     return {stream: version for stream, version in expected.items() if stream in streams}
 
 
+def _result(new_events, stored: Mapping[UUID, tuple[int, int]], stamp, stored_at) -> AppendResult:
+    """The AppendResult of a PostgreSQL append: `stored` maps each stored event id to its
+    (position, version); `stored_at` is the recorded_at stored (None if nothing was)."""
+    # The client's own object unless the lock raised it (same instant, the caller's tzinfo).
+    recorded_at = stamp if stored_at is None or stored_at == stamp else stored_at
+    recorded, duplicates, seen = [], [], set()
+    last = 0
+    for new in new_events:
+        event_id = new.event_id
+        hit = stored.get(event_id)
+        if hit is None or event_id in seen:
+            duplicates.append(event_id)
+            continue
+        seen.add(event_id)
+        position, version = hit
+        # Positions are drawn in batch order; the log's order must be the batch's.
+        if position <= last:  # pragma: no cover - a broken invariant, never expected
+            raise RuntimeError(f"position {position} out of batch order after {last}")
+        last = position
+        event = new.event
+        recorded.append(
+            record(
+                position,
+                event_id,
+                event.stream,
+                version,
+                event.type,
+                event.schema_version,
+                event,
+                new.metadata,
+                new.occurred_at or recorded_at,
+                recorded_at,
+            )
+        )
+    return AppendResult(recorded, duplicates)
+
+
 def _decoded(cursor: psycopg.Cursor) -> Iterator[RecordedEvent]:
     while rows := cursor.fetchmany(500):
         yield from map(recorded, rows)
@@ -224,38 +269,7 @@ class EventStore:
             stored, stored_at = self._copy_append(fresh, per_row, stamp, connection)
         else:
             stored, stored_at = self._function_append(fresh, per_row, stamp, connection)
-        # The client's own object unless the lock raised it (same instant, the caller's tzinfo).
-        recorded_at = stamp if stored_at is None or stored_at == stamp else stored_at
-
-        recorded, duplicates, seen = [], [], set()
-        last = 0
-        for new in new_events:
-            event_id = new.event_id
-            hit = stored.get(event_id)
-            if hit is None or event_id in seen:
-                duplicates.append(event_id)
-                continue
-            seen.add(event_id)
-            position, version = hit
-            # Positions are drawn in batch order; the log's order must be the batch's.
-            if position <= last:  # pragma: no cover - a broken invariant, never expected
-                raise RuntimeError(f"position {position} out of batch order after {last}")
-            last = position
-            recorded.append(
-                record(
-                    position,
-                    event_id,
-                    new.event.stream,
-                    version,
-                    new.event.type,
-                    new.event.schema_version,
-                    new.event,
-                    new.metadata,
-                    new.occurred_at or recorded_at,
-                    recorded_at,
-                )
-            )
-        return AppendResult(recorded, duplicates)
+        return _result(new_events, stored, stamp, stored_at)
 
     def _function_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
         """event_id -> (position, version) of each event stored by `clustermon_append`, and the
@@ -310,6 +324,52 @@ class EventStore:
             recorded_at,
             per_row,
         )
+
+    def append_current_heartbeats(
+        self,
+        heartbeats: Sequence[NewEvent],
+        *,
+        current_since: Sequence[datetime | None],
+        policy_versions: Mapping[str, int],
+        maybe_duplicates: Collection[UUID],
+        recorded_at: datetime,
+    ) -> AppendResult | None:
+        """PostgreSQL: append heartbeats in one round trip if no decision is needed, else None
+        (and nothing is appended): `clustermon_append_heartbeats` (migration 0007) checks under
+        the ordering lock that the streams in `policy_versions` are still at those versions and
+        that no heartbeat's component is stale (its last event a timeout, or a heartbeat
+        recorded before the heartbeat's `current_since`; None: any heartbeat is current).
+        Only the `maybe_duplicates` ids are looked up as duplicates."""
+        unique: dict[UUID, tuple[NewEvent, datetime | None]] = {}
+        for new, since in zip(heartbeats, current_since, strict=True):
+            unique.setdefault(new.event_id, (new, since))
+        dumps = orjson.dumps
+        params = (
+            self._serialize,
+            APPEND_LOCK_KEY,
+            NOTIFY_CHANNEL,
+            [new.event_id for new, _ in unique.values()],
+            [new.event.stream for new, _ in unique.values()],
+            [new.event.type for new, _ in unique.values()],
+            [new.event.schema_version for new, _ in unique.values()],
+            [dumps(new.event).decode() for new, _ in unique.values()],
+            [dumps(new.metadata).decode() for new, _ in unique.values()],
+            [new.occurred_at for new, _ in unique.values()],  # NULL: the stored recorded_at
+            recorded_at,
+            [since for _, since in unique.values()],
+            list(maybe_duplicates),
+            list(policy_versions),
+            list(policy_versions.values()),
+        )
+        stored, stored_at = {}, None
+        for kind, event_id, _stream, position, version, stamp in self.autocommit_query(
+            _PG_APPEND_HEARTBEATS, params
+        ):
+            if kind != "recorded":
+                return None
+            stored[event_id] = (position, version)
+            stored_at = stamp
+        return _result(heartbeats, stored, recorded_at, stored_at)
 
     def _copy_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
         """event_id -> (position, version) of each event stored by prepare + COPY, and the

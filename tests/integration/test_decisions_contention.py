@@ -1,38 +1,28 @@
-"""Heartbeat decisions racing other writers (another API process, the scheduler's sweep), on
-both databases: a conflict is decided again under the append lock, never refused, and the
-outage facts come from the log as it is when the lock is held."""
+"""Heartbeat decisions beside other writers (another API process, the scheduler's sweep, an
+operator changing the configuration), on both databases: each group is judged by the log and
+the policy as they are when the append lock is held, whatever the process remembers."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from eventstore import EventStore, NewEvent
 from eventstore.decisions import ClusterCommands
-from eventstore.events import HeartbeatRecorded
+from eventstore.events import HeartbeatRecorded, MonitorResumed
 from scheduler.sweep import emit_timeouts
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
+ADMIN = {"actor": "admin"}
 
 
 def _beat(server="web01"):
     return NewEvent(HeartbeatRecorded(server=server, component="service", sent_at=T0))
 
 
-def _interleave(commands: ClusterCommands, between):
-    """Run `between()` right after `commands` has read its facts and before it appends."""
-    read = commands._heartbeat_facts
-
-    def read_then_let_others_write(*args):
-        facts = read(*args)
-        between()
-        return facts
-
-    commands._heartbeat_facts = read_then_let_others_write
-
-
-def test_a_heartbeat_racing_another_process_is_recorded_not_refused(engine, clock):
+def test_two_processes_writing_the_same_components_number_them_without_gaps(engine, clock):
     store = EventStore(engine, clock)
     worker_a, worker_b = ClusterCommands(store), ClusterCommands(store)
     worker_a.record_heartbeats([_beat()])
-    _interleave(worker_a, lambda: worker_b.record_heartbeats([_beat(), _beat("web02")]))
+    worker_b.record_heartbeats([_beat(), _beat("web02")])
 
     result = worker_a.record_heartbeats([_beat(), _beat("web03")])
 
@@ -47,13 +37,36 @@ def test_a_heartbeat_racing_another_process_is_recorded_not_refused(engine, cloc
     ]
 
 
-def test_a_timeout_recorded_between_read_and_append_still_gets_its_recovery(engine, clock):
+def test_concurrent_groups_on_the_same_components_are_all_recorded(engine, clock):
+    store = EventStore(engine, clock)
+    workers = [ClusterCommands(store) for _ in range(4)]
+    errors = []
+
+    def send(commands):
+        try:
+            for _ in range(25):
+                commands.record_heartbeats([_beat("web01"), _beat("web02")])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    log = store.read_all(0, None)
+    for stream in ("web01/service", "web02/service"):
+        assert [e.version for e in log if e.stream == stream] == list(range(1, 101))
+
+
+def test_a_timeout_the_sweep_recorded_since_the_last_group_gets_its_recovery(engine, clock):
     store = EventStore(engine, clock)
     commands = ClusterCommands(store)
     commands.record_heartbeats([_beat()])
     clock.advance(minutes=10)
-    # The optimistic read saw only the heartbeat; the sweep then records the timeout.
-    _interleave(commands, lambda: emit_timeouts(store, clock()))
+    emit_timeouts(store, clock())  # another process notices the expiry first
 
     commands.record_heartbeats([_beat()])
 
@@ -68,16 +81,80 @@ def test_a_timeout_recorded_between_read_and_append_still_gets_its_recovery(engi
     assert log[2].event.stale_since == log[0].recorded_at + timedelta(minutes=5)
 
 
-def test_after_a_conflict_groups_are_decided_under_the_lock(engine, clock):
+def test_an_expiry_nobody_recorded_yet_is_recorded_by_the_heartbeat(engine, clock):
     store = EventStore(engine, clock)
-    worker_a, worker_b = ClusterCommands(store), ClusterCommands(store)
-    worker_a.record_heartbeats([_beat()])
-    _interleave(worker_a, lambda: worker_b.record_heartbeats([_beat()]))
-    worker_a.record_heartbeats([_beat()])  # conflicts once
-    reads = []
-    _interleave(worker_a, lambda: reads.append(1))
+    commands = ClusterCommands(store)
+    commands.record_heartbeats([_beat()])
+    clock.advance(minutes=5, seconds=1)
 
-    worker_a.record_heartbeats([_beat()])
+    commands.record_heartbeats([_beat()])
 
-    assert reads == []  # no optimistic read: straight to the locked decision
-    assert [e.version for e in store.read_all(0, None)] == [1, 2, 3, 4]
+    log = store.read_all(0, None)
+    assert [e.type for e in log] == [
+        "HeartbeatRecorded",
+        "ComponentTimedOut",
+        "ComponentRecovered",
+        "HeartbeatRecorded",
+    ]
+    assert log[1].event.detector == "ingest"
+    assert log[1].event.expired_at == log[0].recorded_at + timedelta(minutes=5)
+
+
+def test_a_heartbeat_exactly_at_its_deadline_is_current(engine, clock):
+    store = EventStore(engine, clock)
+    commands = ClusterCommands(store)
+    commands.record_heartbeats([_beat()])
+    clock.advance(minutes=5)
+
+    commands.record_heartbeats([_beat()])
+
+    assert [e.type for e in store.read_all(0, None)] == ["HeartbeatRecorded"] * 2
+
+
+def test_a_configuration_changed_by_another_process_judges_the_next_group(engine, clock):
+    store = EventStore(engine, clock)
+    api_worker, admin_worker = ClusterCommands(store), ClusterCommands(store)
+    api_worker.record_heartbeats([_beat()])  # judged by the default 5 min stale timeout
+    clock.advance(seconds=1)
+    admin_worker.change_configuration(
+        {"heartbeat_frequency_seconds": 10, "stale_timeout_seconds": 60}, ADMIN
+    )
+    clock.advance(seconds=89)
+
+    # 90 s after its last heartbeat: current under the old 5 min, stale under the new 60 s.
+    api_worker.record_heartbeats([_beat()])
+
+    log = store.read_all(0, None)
+    assert [e.type for e in log] == [
+        "HeartbeatRecorded",
+        "ConfigurationChanged",
+        "ComponentTimedOut",
+        "ComponentRecovered",
+        "HeartbeatRecorded",
+    ]
+    assert log[2].event.timeout_seconds == 60
+    assert log[2].event.expired_at == log[0].recorded_at + timedelta(seconds=60)
+
+
+def test_after_a_monitor_gap_every_component_gets_one_full_timeout(engine, clock):
+    store = EventStore(engine, clock)
+    commands = ClusterCommands(store)
+    commands.record_heartbeats([_beat(), _beat("web02")])
+    clock.advance(minutes=20)
+    store.append(
+        [NewEvent(MonitorResumed(down_since=T0, resumed_at=clock(), detector="scheduler"))]
+    )
+    clock.advance(minutes=4)
+
+    commands.record_heartbeats([_beat()])  # 24 min after its last beat, 4 after the gap
+    clock.advance(minutes=2)
+    commands.record_heartbeats([_beat("web02")])  # 6 min after the gap: stale
+
+    log = store.read_all(0, None)
+    assert [(e.type, e.stream) for e in log[3:]] == [
+        ("HeartbeatRecorded", "web01/service"),
+        ("ComponentTimedOut", "web02/service"),
+        ("ComponentRecovered", "web02/service"),
+        ("HeartbeatRecorded", "web02/service"),
+    ]
+    assert log[4].event.expired_at == log[2].event.resumed_at + timedelta(minutes=5)

@@ -532,3 +532,48 @@ def test_a_database_error_surfaces_as_sqlalchemys_and_the_store_goes_on(pg_datab
         assert [r.stream for r in store.append([beat("a")]).recorded] == ["a/service"]
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_current_heartbeats_are_appended_in_one_call_and_stale_ones_refused(pg_database_url):
+    engine = create_engine(pg_database_url)
+    store = EventStore(engine, lambda: T0 + timedelta(minutes=10))
+    since = T0 + timedelta(minutes=5)  # heartbeats recorded before this are stale
+
+    def append(*beats, policy=None, dups=()):
+        return store.append_current_heartbeats(
+            beats,
+            current_since=[since] * len(beats),
+            policy_versions=policy or {"cluster": 0},
+            maybe_duplicates=dups,
+            recorded_at=T0 + timedelta(minutes=10),
+        )
+
+    try:
+        store.append([beat("old")], recorded_at=T0)
+        store.append([beat("fresh")], recorded_at=since)
+        store.append([beat("gone"), NewEvent(ComponentRemoved(server="gone", component="service"))])
+
+        accepted = append(beat("fresh"), beat("new"), beat("gone"), beat("fresh"))
+        assert [(r.stream, r.version) for r in accepted.recorded] == [
+            ("fresh/service", 2),
+            ("new/service", 1),
+            ("gone/service", 3),
+            ("fresh/service", 3),
+        ]
+        assert all(r.recorded_at == T0 + timedelta(minutes=10) for r in accepted.recorded)
+
+        head = store.head_position()
+        assert append(beat("fresh"), beat("old")) is None  # "old" must be judged first
+        assert append(beat("fresh"), policy={"cluster": 1}) is None  # the policy moved on
+        store.append([NewEvent(ConfigurationChanged(changes={"load_balancing": True}))])
+        assert append(beat("fresh"), policy={"cluster": 0}) is None
+        assert store.head_position() == head + 1  # only the configuration change
+
+        again = accepted.recorded[1]
+        retried = append(
+            beat("new", event_id=again.event_id), policy={"cluster": 1}, dups=[again.event_id]
+        )
+        assert retried.recorded == [] and retried.duplicates == [again.event_id]
+    finally:
+        engine.dispose()
