@@ -66,6 +66,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         dashboard,
         docs,
         events,
+        fastpath,
         health,
         heartbeats,
         ingest,
@@ -96,6 +97,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     metrics.init_app(app)
     docs.init_app(app)
     cli.init_app(app)
+    fastpath.init_app(app)  # last: it wraps the finished app
     return app
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.auth import require
 from api.fastschema import compile_loader
 from api.ids import new_ids
+from api.ingest import GroupCommitter
 from api.problems import Problem, invalid
 from api.schemas import (
     RAW_KEY_FIELDS,
@@ -18,6 +19,7 @@ from api.schemas import (
     HeartbeatSchema,
     IngestResultSchema,
 )
+from api.tokens import Principal
 from eventstore.events import HeartbeatRecorded
 from eventstore.store import ConcurrencyError, NewEvent
 
@@ -43,21 +45,27 @@ def json_body():
         raise Problem(400, f"the body is not valid JSON: {exc}", kind="bad-json") from None
 
 
-def load_heartbeats(body) -> list[dict]:
-    """The loaded heartbeats of a request body (a heartbeat or {"heartbeats": [...]}), or a
-    422 with marshmallow's per-field errors. Valid bodies never reach marshmallow."""
-    if isinstance(body, dict) and "heartbeats" in body:
+def compiled_load(body) -> list[dict] | None:
+    """The loaded heartbeats of a valid request body (a heartbeat or {"heartbeats": [...]}),
+    or None: the compiled loaders only say yes or no."""
+    if not isinstance(body, dict):
+        return None
+    if "heartbeats" in body:
         loaded = _fast_batch(body)
-        if loaded is not None:
-            return loaded["heartbeats"]
-        schema = _batch
-    elif isinstance(body, dict):
-        loaded = _fast_single(body)
-        if loaded is not None:
-            return [loaded]
-        schema = _single
-    else:
+        return None if loaded is None else loaded["heartbeats"]
+    loaded = _fast_single(body)
+    return None if loaded is None else [loaded]
+
+
+def load_heartbeats(body) -> list[dict]:
+    """The loaded heartbeats of a request body, or a 422 with marshmallow's per-field errors.
+    Valid bodies never reach marshmallow."""
+    loaded = compiled_load(body)
+    if loaded is not None:
+        return loaded
+    if not isinstance(body, dict):
         raise invalid({"_schema": ['expected a heartbeat object or {"heartbeats": [...]}']})
+    schema = _batch if "heartbeats" in body else _single
     try:
         loaded = schema.load(body)
     except ValidationError as err:
@@ -68,11 +76,16 @@ def load_heartbeats(body) -> list[dict]:
 
 
 def request_metadata() -> dict:
+    return actor_metadata(g.principal, request.remote_addr, request.headers.get("X-Request-ID"))
+
+
+def actor_metadata(principal: Principal, source: str | None, request_id: str | None) -> dict:
+    """What every event records about who sent it."""
     return {
-        "actor": g.principal.name,
-        "role": g.principal.role,
-        "source": request.remote_addr,
-        "correlation_id": request.headers.get("X-Request-ID"),
+        "actor": principal.name,
+        "role": principal.role,
+        "source": source,
+        "correlation_id": request_id,
     }
 
 
@@ -100,8 +113,17 @@ def request_metadata() -> dict:
 @blp.response(202, IngestResultSchema)
 @require("agent")
 def post_heartbeats():
-    items = load_heartbeats(json_body())
-    metadata = request_metadata()
+    body = record(
+        current_app.extensions["clustermon_ingest"],
+        load_heartbeats(json_body()),
+        request_metadata(),
+    )
+    return Response(body, status=202, mimetype="application/json")
+
+
+def record(committer: GroupCommitter, items: list[dict], metadata: dict) -> bytes:
+    """Record loaded heartbeats through the group committer; the 202 body once committed, or a
+    503 problem (nothing acknowledged). Shared by this view and api/fastpath.py."""
     own_ids = new_ids(len(items))  # for those that bring none; no system call (api/ids.py)
     beats, client_ids = [], []
     for item, own_id in zip(items, own_ids, strict=True):
@@ -121,7 +143,7 @@ def post_heartbeats():
             )
         )
     try:
-        receipt = current_app.extensions["clustermon_ingest"].submit(beats, client_ids)
+        receipt = committer.submit(beats, client_ids)
     except (SQLAlchemyError, TimeoutError, ConcurrencyError) as exc:
         raise Problem(
             503,
@@ -131,9 +153,10 @@ def post_heartbeats():
         ) from None
     # Serialized here rather than by flask-smorest's IngestResultSchema dump (which documents
     # the same three fields): one orjson call instead of a schema dump + jsonify.
-    body = {
-        "accepted": receipt.accepted,
-        "duplicates": receipt.duplicates,
-        "last_position": receipt.last_position,
-    }
-    return Response(orjson.dumps(body), status=202, mimetype="application/json")
+    return orjson.dumps(
+        {
+            "accepted": receipt.accepted,
+            "duplicates": receipt.duplicates,
+            "last_position": receipt.last_position,
+        }
+    )

@@ -18,7 +18,29 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily
+
+
+class _ProcessId:
+    """os.getpid(), remembered and renewed after a fork. In multiprocess mode prometheus-client
+    asks for the pid at every increment, to notice a fork; os.getpid() is a system call, and
+    the thread that makes it while holding the GIL can be descheduled there (py-spy: ~5% of a
+    heartbeat request's GIL time)."""
+
+    def __init__(self):
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.pid = os.getpid()
+
+    def __call__(self) -> int:
+        return self.pid
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # prometheus-client made the same test at import
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(_ProcessId())
 
 REQUESTS = Counter(
     "clustermon_http_requests_total", "HTTP requests", ["method", "endpoint", "status"]
@@ -45,6 +67,13 @@ def on_commit(accepted: int, duplicates: int, events: int, seconds: float) -> No
     DUPLICATES.inc(duplicates)
     APPEND_SECONDS.observe(seconds)
     APPEND_EVENTS.observe(events)
+
+
+def count_request(method: str, endpoint: str, status: int, started: float | None) -> None:
+    """One answered request; `started` is its time.perf_counter() on arrival, if known."""
+    REQUESTS.labels(method, endpoint, status).inc()
+    if started is not None:
+        LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)
 
 
 class ProjectionLag:
@@ -84,9 +113,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def count(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
-        if "started" in g:
-            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
+        count_request(request.method, endpoint, response.status_code, g.get("started"))
         return response
 
     @app.get("/metrics")
