@@ -76,8 +76,7 @@ _PG_APPEND_ONE = (
 _PG_APPEND_HEARTBEATS = (
     "SELECT kind, event_id, stream, position, version, recorded_at"
     " FROM clustermon_append_heartbeats("
-    "%s, %s, %s, %b::uuid[], %b::text[], %b::text[], %b::int2[], %b::text[], %b::text[],"
-    " %b::timestamptz[], %s, %b::timestamptz[], %b::uuid[], %b::text[], %b::int4[])"
+    "%s, %s, %s, %s, %s, %s::jsonb, %s, %b::uuid[], %b::text[], %b::int4[])"
 )
 # Batches from this size on go by COPY (see EventStore._append_postgresql).
 COPY_BATCH = 32
@@ -339,24 +338,25 @@ class EventStore:
         the ordering lock that the streams in `policy_versions` are still at those versions and
         that no heartbeat's component is stale (its last event a timeout, or a heartbeat
         recorded before the heartbeat's `current_since`; None: any heartbeat is current).
-        Only the `maybe_duplicates` ids are looked up as duplicates."""
-        unique: dict[UUID, tuple[NewEvent, datetime | None]] = {}
-        for new, since in zip(heartbeats, current_since, strict=True):
-            unique.setdefault(new.event_id, (new, since))
+        Only the `maybe_duplicates` ids are looked up as duplicates. All `heartbeats` are events
+        of one type (the function takes it once)."""
         dumps = orjson.dumps
+        rows, seen = [], set()
+        for new, since in zip(heartbeats, current_since, strict=True):
+            if new.event_id not in seen:  # the first copy of an id is the one stored
+                seen.add(new.event_id)
+                event = new.event
+                data, metadata = dumps(event).decode(), dumps(new.metadata).decode()
+                rows.append((new.event_id, event.stream, data, metadata, new.occurred_at, since))
+        first = heartbeats[0].event
         params = (
             self._serialize,
             APPEND_LOCK_KEY,
             NOTIFY_CHANNEL,
-            [new.event_id for new, _ in unique.values()],
-            [new.event.stream for new, _ in unique.values()],
-            [new.event.type for new, _ in unique.values()],
-            [new.event.schema_version for new, _ in unique.values()],
-            [dumps(new.event).decode() for new, _ in unique.values()],
-            [dumps(new.metadata).decode() for new, _ in unique.values()],
-            [new.occurred_at for new, _ in unique.values()],  # NULL: the stored recorded_at
+            first.type,
+            first.schema_version,
+            dumps(rows).decode(),
             recorded_at,
-            [since for _, since in unique.values()],
             list(maybe_duplicates),
             list(policy_versions),
             list(policy_versions.values()),
