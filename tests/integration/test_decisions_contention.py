@@ -12,6 +12,13 @@ from scheduler.sweep import emit_timeouts
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 ADMIN = {"actor": "admin"}
+# A heartbeat, then the next one after the deadline: the outage it ended, and the heartbeat.
+OUTAGE_THEN_BEAT = [
+    "HeartbeatRecorded",
+    "ComponentTimedOut",
+    "ComponentRecovered",
+    "HeartbeatRecorded",
+]
 
 
 def _beat(server="web01"):
@@ -71,12 +78,7 @@ def test_a_timeout_the_sweep_recorded_since_the_last_group_gets_its_recovery(eng
     commands.record_heartbeats([_beat()])
 
     log = store.read_all(0, None)
-    assert [e.type for e in log] == [
-        "HeartbeatRecorded",
-        "ComponentTimedOut",
-        "ComponentRecovered",
-        "HeartbeatRecorded",
-    ]
+    assert [e.type for e in log] == OUTAGE_THEN_BEAT
     assert log[1].event.detector != "ingest"  # the sweep's timeout, not a second one
     assert log[2].event.stale_since == log[0].recorded_at + timedelta(minutes=5)
 
@@ -90,12 +92,7 @@ def test_an_expiry_nobody_recorded_yet_is_recorded_by_the_heartbeat(engine, cloc
     commands.record_heartbeats([_beat()])
 
     log = store.read_all(0, None)
-    assert [e.type for e in log] == [
-        "HeartbeatRecorded",
-        "ComponentTimedOut",
-        "ComponentRecovered",
-        "HeartbeatRecorded",
-    ]
+    assert [e.type for e in log] == OUTAGE_THEN_BEAT
     assert log[1].event.detector == "ingest"
     assert log[1].event.expired_at == log[0].recorded_at + timedelta(minutes=5)
 
