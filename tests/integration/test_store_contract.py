@@ -549,12 +549,21 @@ def test_current_heartbeats_are_appended_in_one_call_and_stale_ones_refused(pg_d
             recorded_at=T0 + timedelta(minutes=10),
         )
 
+    listener = psycopg.connect(
+        pg_database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    )
+
+    def heard() -> list[str]:
+        return [n.payload for n in listener.notifies(timeout=0.5, stop_after=1)]
+
     try:
         store.append([beat("old")], recorded_at=T0)
         store.append([beat("fresh")], recorded_at=since)
         store.append([beat("gone"), NewEvent(ComponentRemoved(server="gone", component="service"))])
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
         accepted = append(beat("fresh"), beat("new"), beat("gone"), beat("fresh"))
+        assert heard() == [str(accepted.last_position)]  # followers hear of it, once committed
         assert [(r.stream, r.version) for r in accepted.recorded] == [
             ("fresh/service", 2),
             ("new/service", 1),
@@ -569,11 +578,14 @@ def test_current_heartbeats_are_appended_in_one_call_and_stale_ones_refused(pg_d
         store.append([NewEvent(ConfigurationChanged(changes={"load_balancing": True}))])
         assert append(beat("fresh"), policy={"cluster": 0}) is None
         assert store.head_position() == head + 1  # only the configuration change
+        assert heard() == [str(head + 1)]
 
         again = accepted.recorded[1]
         retried = append(
             beat("new", event_id=again.event_id), policy={"cluster": 1}, dups=[again.event_id]
         )
         assert retried.recorded == [] and retried.duplicates == [again.event_id]
+        assert heard() == []
     finally:
+        listener.close()
         engine.dispose()
