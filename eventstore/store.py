@@ -340,6 +340,8 @@ class EventStore:
         recorded before the heartbeat's `current_since`; None: any heartbeat is current).
         Only the `maybe_duplicates` ids are looked up as duplicates. All `heartbeats` are events
         of one type (the function takes it once)."""
+        if not heartbeats:
+            return AppendResult([], [])
         dumps = orjson.dumps
         rows, seen = [], set()
         for new, since in zip(heartbeats, current_since, strict=True):
