@@ -129,7 +129,8 @@ def _facts(rows) -> tuple[dict[str, Tail], set[UUID]]:
 
 def _read_facts(conn: sa.Connection, streams, candidates) -> tuple[dict[str, Tail], set[UUID]]:
     """Tails and stored ids through SQLAlchemy (SQLite): two statements."""
-    return stream_tails(conn, streams), stored_ids(conn, candidates) if candidates else set()
+    stored = _sqlite_stored_ids(conn, candidates) if candidates else set()
+    return stream_tails(conn, streams), stored
 
 
 # The ingest decision's facts in one PostgreSQL statement: every stream asked for (with NULLs
@@ -384,17 +385,12 @@ def _current_since(policy: Policy, now: datetime) -> dict[str, datetime | None]:
     return since
 
 
-def stored_ids(conn: sa.Connection, ids: Sequence) -> set:
-    """Which of these event ids are already in the log. One statement whatever the count (an
-    array / JSON parameter), so PostgreSQL can reuse its prepared plan."""
-    if conn.dialect.name == "postgresql":
-        sql = "SELECT event_id FROM events WHERE event_id = ANY(CAST(:ids AS uuid[]))"
-        params: dict[str, Any] = {"ids": list(ids)}
-    else:
-        sql = "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(:ids))"
-        params = {"ids": orjson.dumps([i.hex for i in ids]).decode()}
+def _sqlite_stored_ids(conn: sa.Connection, ids: Sequence) -> set:
+    """Which of these event ids are already in the log (SQLite; PostgreSQL reads them with the
+    tails in _PG_FACTS). One statement whatever the count: the ids travel as one JSON array."""
+    sql = "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(:ids))"
     query = sa.text(sql).columns(events_table.c.event_id._copy())
-    return set(conn.execute(query, params).scalars())
+    return set(conn.execute(query, {"ids": orjson.dumps([i.hex for i in ids]).decode()}).scalars())
 
 
 def validate_configuration(merged: Mapping[str, Any], changed: set[str]) -> dict[str, list[str]]:
