@@ -18,15 +18,24 @@ from tests.integration import projection_support as ps
 WORKERS = 3
 
 
-def _run(url: str, stop, results) -> None:
+def _run(url: str, ready, stop, results) -> None:
     engine = create_engine(url)
-    runner = ProjectionRunner(EventStore(engine), batch_size=7)
+    store = EventStore(engine)
+    runner = ProjectionRunner(store, batch_size=7)
     applied = 0
+    ready.release()
     try:
         while not stop.is_set():
             applied += runner.catch_up()
             time.sleep(0.001)
+        # Every append is done: drain until the read side has them all. One more catch_up is
+        # not enough, as it returns 0 while another runner holds the lock (a slow machine left
+        # 106 of 198 events unapplied that way).
+        deadline = time.monotonic() + 60
         applied += runner.catch_up()
+        while ps.events_applied(engine) < store.head_position() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            applied += runner.catch_up()
     finally:
         engine.dispose()
         results.put(applied)
@@ -36,11 +45,13 @@ def _run(url: str, stop, results) -> None:
 def test_concurrent_runners_apply_every_event_exactly_once(store, clock):
     url = store.engine.url.render_as_string(hide_password=False)
     ctx = multiprocessing.get_context("spawn")
-    stop, results = ctx.Event(), ctx.Queue()
-    workers = [ctx.Process(target=_run, args=(url, stop, results)) for _ in range(WORKERS)]
+    ready, stop, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_run, args=(url, ready, stop, results)) for _ in range(WORKERS)]
     for worker in workers:
         worker.start()
     try:
+        for _ in workers:  # the appends below race running runners, not starting processes
+            assert ready.acquire(timeout=60)
         configs = 0
         for i in range(60):
             batch = [
@@ -53,7 +64,6 @@ def test_concurrent_runners_apply_every_event_exactly_once(store, clock):
                 batch.append(ps.remove(f"s{i % 10}", "web"))
             store.append(batch)
             clock.advance(seconds=1)
-        time.sleep(0.5)
     finally:
         stop.set()
         applied = [results.get(timeout=60) for _ in workers]
