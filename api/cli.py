@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import click
 from flask import Flask, current_app
@@ -50,6 +51,12 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
             self.cfg.set("accesslog", None)
+            # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads
+            # new connections across them. On one shared socket whichever worker wakes first
+            # accepts, and agents' keep-alive connections stay where they landed: measured
+            # 16/0 splits of 16 connections between two workers, one core left idle
+            # (BENCHMARKS.md, "HTTP API", session 4).
+            self.cfg.set("reuse_port", True)
 
         def load(self):
             return app
@@ -57,12 +64,26 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
     Server().run()
 
 
+def _refuse_taken_port(host: str, port: int) -> None:
+    """Fail when something already listens on host:port. With SO_REUSEPORT a second server
+    would bind the same port and silently take a share of the connections; a probe without it
+    conflicts with any listener (SO_REUSEADDR only lets it past closed connections' TIME_WAIT)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(f"cannot serve on {host}:{port}: {reason}") from None
+
+
 def _record_monitor_gap(app: Flask) -> None:
     """Before serving: if the whole service was down, record the gap now, so the components
     whose first heartbeats arrive before the scheduler is back get one full timeout instead of
     a flood of late timeouts (the scheduler will not record the same gap twice)."""
-    import socket
-
     from api.app import services
     from scheduler.gaps import resume_after_gap
 
@@ -83,10 +104,11 @@ def _record_monitor_gap(app: Flask) -> None:
 @with_appcontext
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     app = current_app._get_current_object()
-    migrations.upgrade(app.config["DATABASE_URL"])
-    _record_monitor_gap(app)
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
+    _refuse_taken_port(host, port)
+    migrations.upgrade(app.config["DATABASE_URL"])
+    _record_monitor_gap(app)
     click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
     _serve(app, host, port, workers or app.config["WORKERS"], app.config["THREADS"])
 
@@ -108,10 +130,11 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
 
     app = current_app._get_current_object()
     svc = services(app)
-    migrations.upgrade(app.config["DATABASE_URL"])
-    _record_monitor_gap(app)
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
+    _refuse_taken_port(host, port)
+    migrations.upgrade(app.config["DATABASE_URL"])
+    _record_monitor_gap(app)
     url = f"http://{host}:{port}"
     tokens.revoke_tokens(svc.engine, svc.clock, "laptop-admin")
     admin = tokens.create_token(svc.engine, svc.clock, "laptop-admin", "admin")
