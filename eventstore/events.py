@@ -8,7 +8,6 @@ older schema version are first passed through the upcasters registered for that 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,9 +38,6 @@ class Event:
     @property
     def stream(self) -> str:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
-
-    def to_data(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Event:
