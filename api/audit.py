@@ -130,6 +130,7 @@ def _horizon(until: datetime) -> datetime:
 
 
 @blp.route("/audit/outages", methods=["GET"])
+@require("viewer")
 @blp.arguments(PeriodSchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Outage episodes per component, and cluster outages",
@@ -137,7 +138,6 @@ def _horizon(until: datetime) -> datetime:
     "= recovery, cause, configuration in force, detector, and the positions of the events "
     "they were built from.",
 )
-@require("viewer")
 def outages(since=None, until=None):
     since, until = _period(since, until)
     result = episodes.build(services(current_app).store, _horizon(until), since=since)
@@ -152,13 +152,13 @@ def outages(since=None, until=None):
 
 
 @blp.route("/audit/failovers", methods=["GET"])
+@require("viewer")
 @blp.arguments(PeriodSchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Failovers and cluster outages",
     description="A failover: a Service component timed out while another Service component "
     "stayed current (the work moved). A cluster outage: no current Service component at all.",
 )
-@require("viewer")
 def failovers(since=None, until=None):
     since, until = _period(since, until)
     result = episodes.build(services(current_app).store, _horizon(until), since=since)
@@ -172,13 +172,13 @@ def failovers(since=None, until=None):
 
 
 @blp.route("/audit/what-if", methods=["GET"])
+@require("viewer")
 @blp.arguments(WhatIfQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Replay the real heartbeats under another timeout",
     description="The episodes, failovers and cluster outages that would have happened, beside "
     "the ones that did.",
 )
-@require("viewer")
 def what_if(since=None, until=None, **settings):
     since, until = _period(since, until)
     return whatif.what_if(services(current_app).store, since, _horizon(until), settings)
@@ -188,6 +188,7 @@ def what_if(since=None, until=None, **settings):
 
 
 @blp.route("/servers/<server>/components/<component>/explain", methods=["GET"])
+@require("viewer")
 @blp.arguments(ExplainQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="Why the component is (or was) in its state at a time",
@@ -195,7 +196,6 @@ def what_if(since=None, until=None, **settings):
     "the timeout in force and the configuration change that set it, the detector of the "
     "timeout, monitor gaps, removals and recoveries.",
 )
-@require("viewer")
 def explain_component(server: str, component: str, at=None):
     try:
         SERVER_NAME(server)
@@ -216,9 +216,9 @@ def explain_component(server: str, component: str, at=None):
 
 
 @blp.route("/reports", methods=["GET"])
+@require("viewer")
 @blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(summary="Stored reports, newest first")
-@require("viewer")
 def list_reports(limit, kind=None, before=None):
     rows = report_store.listing(services(current_app).engine, kind=kind, limit=limit, before=before)
     return {"reports": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
@@ -267,13 +267,13 @@ def create_report():
 
 
 @blp.route("/reports/<int:report_id>", methods=["GET"])
+@require("viewer")
 @blp.arguments(ReportQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(
     summary="One report as JSON (default), CSV or HTML",
     description="`?format=` or the Accept header (application/json, text/csv, text/html). The "
     "HTML page has an inline SVG timeline and no external assets.",
 )
-@require("viewer")
 def get_report(report_id: int, format=None):
     report = (
         report_store.get(services(current_app).engine, report_id) if report_id <= MAX_ID else None

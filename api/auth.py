@@ -25,7 +25,9 @@ def current_principal():
 
 
 def require(permission: str):
-    """Decorator: the request needs a token whose role grants `permission`."""
+    """Decorator: the request needs a token whose role grants `permission`. Put it right under
+    `@blp.route`: what it wraps (query arguments included) runs only once the token passed, so
+    a request without the right token gets its 401/403 whatever else is wrong with it."""
 
     def decorate(view):
         @wraps(view)

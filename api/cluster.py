@@ -35,13 +35,13 @@ def _renderer() -> ViewRenderer:
 
 
 @blp.route("/cluster", methods=["GET"])
+@require("viewer")
 @blp.arguments(ClusterQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
 @blp.doc(
     summary="The cluster view",
     description="The current view, or with `at` (ISO-8601) / `position` the view as it was "
     "then: nearest snapshot + fold of the tail, staleness evaluated at that time.",
 )
-@require("viewer")
 def get_cluster(at=None, position=None):
     svc = services(current_app)
     if at is None and position is None:

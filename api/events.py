@@ -36,9 +36,9 @@ def event_json(r: RecordedEvent) -> dict:
 
 
 @blp.route("/events", methods=["GET"])
+@require("viewer")
 @blp.arguments(EventsQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
 @blp.doc(summary="The log in position order, paged with after/limit, filtered")
-@require("viewer")
 def list_events(after, limit, type=None, server=None, component=None, since=None, until=None):
     streams = prefix = None
     if server and component:

@@ -82,13 +82,14 @@ def handle_http_exception(error: HTTPException) -> Response:
         )
     data = getattr(error, "data", None) or {}
     errors = _flatten_locations(data.get("errors") or data.get("messages"))
-    detail = error.description or error.name
+    detail, kind = error.description or error.name, None
     if errors:
-        detail = "the request is not valid: see errors"
+        # Refused query arguments (webargs): the same problem type as a refused body.
+        detail, kind = "the request is not valid: see errors", "validation"
     headers = dict(data.get("headers") or {})
     if status == 405 and error.get_response().headers.get("Allow"):
         headers["Allow"] = error.get_response().headers["Allow"]
-    return problem_response(status, error.name, detail, errors=errors, headers=headers)
+    return problem_response(status, error.name, detail, errors=errors, kind=kind, headers=headers)
 
 
 def handle_unexpected(error: Exception) -> Response:

@@ -57,3 +57,30 @@ def test_tokens_are_stored_hashed(app, tokens):
 def test_a_rejected_write_appends_nothing(app, client, tokens):
     client.post("/api/v1/heartbeats", json=heartbeat(), headers=tokens["viewer"])
     assert services(app).store.head_position() == 0
+
+
+# Each endpoint that takes query arguments, with a query it refuses.
+BAD_QUERIES = [
+    "/api/v1/cluster?position=x",
+    "/api/v1/events?limit=5000",
+    "/api/v1/audit/outages?since=not-a-time",
+    "/api/v1/audit/failovers?since=not-a-time",
+    "/api/v1/audit/what-if?since=not-a-time",
+    "/api/v1/servers/web01/components/web/explain?at=not-a-time",
+    "/api/v1/reports?unknown=1",
+    "/api/v1/reports/1?unknown=1",
+]
+
+
+@pytest.mark.parametrize("path", BAD_QUERIES)
+def test_the_token_is_checked_before_the_query(client, tokens, path):
+    # Field errors are for those allowed to ask: without the right token the answer is 401/403.
+    assert client.get(path).status_code == 401
+    forbidden = client.get(path, headers=tokens["agent"])
+    assert forbidden.status_code == 403
+    assert forbidden.mimetype == "application/problem+json"
+    refused = client.get(path, headers=tokens["viewer"])
+    assert refused.status_code == 422
+    problem = refused.get_json()
+    # The same problem type as a refused body, with the field that was wrong.
+    assert problem["type"].endswith("/validation") and problem["errors"]
