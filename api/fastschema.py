@@ -27,6 +27,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, utils, validate
 
+from eventstore.events import Fingerprint
+
 
 class Unsupported(TypeError):
     """The schema uses something the compiler does not reproduce exactly."""
@@ -39,6 +41,10 @@ class _Invalid(Exception):
 _INVALID = _Invalid()
 
 Loader = Callable[[Any], Any]
+
+
+def _lowercase_string(value):
+    return _string(value).lower()
 
 
 def _string(value):
@@ -135,6 +141,8 @@ def _converter(field: fields.Field, skip: Collection[str]) -> Callable[[Any], An
     kind = type(field)
     if kind is fields.String:
         return _string
+    if kind is Fingerprint:
+        return _lowercase_string
     if kind is fields.UUID:
         return _uuid
     if kind is fields.AwareDateTime:

@@ -88,6 +88,14 @@ class HeartbeatRecorded(_ComponentEvent):
     message: str | None = None
 
 
+class Fingerprint(fields.String):
+    """A SHA-256 fingerprint: 64 hex characters in either case, loaded in lowercase so that
+    equal keys compare equal (.NET's Convert.ToHexString, for one, prints uppercase)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).lower()
+
+
 class HeartbeatRecordedSchema(Schema):
     server = fields.String(required=True, validate=validate.Length(1, 200))
     component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
@@ -103,12 +111,12 @@ class HeartbeatRecordedSchema(Schema):
     product_version = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(max=50)
     )
-    encryption_key_fingerprint = fields.String(
+    encryption_key_fingerprint = Fingerprint(
         load_default=None,
         allow_none=True,
-        validate=validate.Regexp(
-            r"^[0-9a-f]{64}(?!\n)$",  # (?!\n): `$` alone also matches before a final newline
-            error="must be 64 lowercase hex characters",
+        validate=validate.Regexp(  # A-F: what clients may send, as the OpenAPI document says
+            r"^[0-9a-fA-F]{64}(?!\n)$",  # (?!\n): `$` alone also matches before a final newline
+            error="must be 64 hex characters (the SHA-256 of the key, never the key)",
         ),
     )
     message = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))

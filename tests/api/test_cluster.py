@@ -220,3 +220,16 @@ def test_the_served_view_is_the_fold_evaluated_at_the_whole_second(
     response = client.get("/api/v1/cluster", headers=tokens["viewer"])
     assert response.headers["Content-Length"] == str(len(response.data))
     assert response.mimetype == "application/json"
+
+
+def test_a_fingerprint_in_uppercase_is_the_same_key(client, tokens, post):
+    # Agents hash the key with whatever their platform offers; .NET prints hex in uppercase.
+    same_key = heartbeat(server="b")["encryption_key_fingerprint"].upper()
+    post({"heartbeats": [heartbeat(server="a"), heartbeat(server="b", message="first")]})
+    assert post(heartbeat(server="b", encryption_key_fingerprint=same_key)).status_code == 202
+    rows = {s["name"]: s for s in _view(client, tokens)["servers"]}
+    assert rows["a"]["encryption_key_in_sync"] is True
+    assert rows["b"]["encryption_key_in_sync"] is True
+    events = client.get("/api/v1/events?server=b", headers=tokens["viewer"]).get_json()["events"]
+    assert [e["data"]["message"] for e in events] == ["first", None]
+    assert events[-1]["data"]["encryption_key_fingerprint"] == same_key.lower()
