@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -69,13 +70,27 @@ def _sse(r: RecordedEvent) -> bytes:
     )
 
 
+GEVENT_STREAMS = 200
+
+
+def _stream_slots(config) -> int:
+    """How many live streams one worker serves. In a threaded worker a stream holds a thread:
+    never let streams take the threads ingest needs. Under gevent a stream is a greenlet that
+    reads the log every SSE_POLL_SECONDS, and many share a worker."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return GEVENT_STREAMS
+    return max(1, config.get("THREADS", 8) // 2)
+
+
 @blp.route("/events/stream", methods=["GET"])
 @blp.doc(
     summary="Live events (Server-Sent Events)",
     description="`id:` is the position; reconnecting with `Last-Event-ID` (or `?after=`) "
     "resumes after it. A comment line is sent every 15 s to keep proxies from closing it. "
-    "A stream ends after 5 minutes (clients reconnect with `Last-Event-ID`); a worker holds at "
-    "most half its threads in streams and answers 503 beyond that (poll `/events` then).",
+    "A stream ends after 5 minutes (clients reconnect with `Last-Event-ID`). A threaded worker "
+    "holds at most half its threads in streams, a gevent worker (`serve` on PostgreSQL) up to "
+    f"{GEVENT_STREAMS}; beyond that the answer is 503 (poll `/events` then).",
 )
 @require("viewer")
 def stream_events():
@@ -90,10 +105,8 @@ def stream_events():
     store = services(current_app).store
     poll = current_app.config.get("SSE_POLL_SECONDS", 0.5)
     limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
-    # A stream holds a worker thread: never let streams take the threads ingest needs.
     slots = current_app.extensions.setdefault(
-        "clustermon_sse_slots",
-        threading.BoundedSemaphore(max(1, current_app.config.get("THREADS", 8) // 2)),
+        "clustermon_sse_slots", threading.BoundedSemaphore(_stream_slots(current_app.config))
     )
     if not slots.acquire(blocking=False):
         raise Problem(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import sys
 import urllib.request
 
+import orjson
 import pytest
+
+from tests.api.conftest import heartbeat
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -30,3 +34,35 @@ def test_a_second_server_on_a_taken_port_refuses_to_start_and_the_first_keeps_se
         with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
             assert response.status == 200
     assert server.process.poll() is None
+
+
+def test_many_dashboards_stream_live_while_agents_send_heartbeats(server):
+    server.cli("db", "upgrade")
+    viewer = server.cli("token", "create", "--role", "viewer", "--name", "dashboards")
+    agent = server.cli("token", "create", "--role", "agent", "--name", "agent")
+    server.start()
+    # 24 live streams: three times what two threaded workers of 8 threads let streams hold
+    # (half their threads); on PostgreSQL serve's workers are gevent workers.
+    streams = []
+    for _ in range(24):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+        connection.request(
+            "GET", "/api/v1/events/stream", headers={"Authorization": f"Bearer {viewer}"}
+        )
+        response = connection.getresponse()
+        assert response.status == 200
+        streams.append((connection, response))
+    post = urllib.request.Request(
+        server.url + "/api/v1/heartbeats",
+        data=orjson.dumps(heartbeat(server="web07")),
+        headers={"Authorization": f"Bearer {agent}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(post, timeout=10) as response:
+        assert response.status == 202
+    for connection, response in streams:  # every dashboard sees it
+        lines = iter(response.readline, b"")
+        next(line for line in lines if line.startswith(b"event: HeartbeatRecorded"))
+        data = orjson.loads(next(lines).removeprefix(b"data: "))
+        assert data["data"]["server"] == "web07"
+        connection.close()
