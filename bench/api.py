@@ -266,7 +266,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=None, help="default: serve's default")
-    parser.add_argument("--threads", type=int, default=None, help="default: serve's default")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per worker where serve runs threaded workers (trees before its gevent"
+        " workers on PostgreSQL); default: serve's default",
+    )
     parser.add_argument(
         "--compare",
         metavar="REV",
@@ -290,7 +296,8 @@ def main() -> None:
     workers = args.workers or settings.DEFAULTS["WORKERS"]
     threads = args.threads or settings.DEFAULTS["THREADS"]
     print(
-        f"workers={workers} x threads={threads}, {args.seconds}s per phase, 16 connections"
+        f"workers={workers} (gevent; threaded trees: x {threads} threads), {args.seconds}s per"
+        " phase, 16 connections"
         f" (2 for /cluster), load average before: " + " ".join(f"{x:.1f}" for x in os.getloadavg()),
         flush=True,
     )

@@ -4,11 +4,11 @@
 
 On one scratch PostgreSQL database, with the same wrk load as bench.api (16 connections, one
 heartbeat per POST, 1,000 agents), in turns of 2 s:
-- `product`: `clustermon serve` (gunicorn gthread, 2 workers x 8 threads): GET /healthz and the
-  single heartbeats, as in bench.api;
+- `product`: `clustermon serve` (gunicorn, 2 gevent workers on PostgreSQL): GET /healthz and
+  the single heartbeats, as in bench.api;
 - `no store`: the same app under the same gunicorn settings, its group committer replaced by
   one that acknowledges at once: what the HTTP stack, auth, validation and the answer cost
-  without the commit (the ceiling of the thread-per-request path);
+  without the commit (the ceiling of the served path);
 - `asyncio`: a prototype of the ingest on gunicorn's ASGI worker (2 workers, asyncio): the same
   token check, compiled validation, events and PostgreSQL function
   (`clustermon_append_heartbeats`), with waiting requests as futures of a group commit instead
@@ -166,9 +166,8 @@ def main() -> None:
         svc = services(create_app({"DATABASE_URL": db}))
         token = tokens.create_token(svc.engine, svc.clock, "bench", "agent")
         env["BENCH_TOKEN_HASH"] = tokens.hash_token(token)
-        gthread = ("-k", "gthread", "--threads", "8")
         stub = stack.enter_context(
-            gunicorn("bench.ingest_ceiling:stubbed_app()", port + 1, env, *gthread)
+            gunicorn("bench.ingest_ceiling:stubbed_app()", port + 1, env, "-k", "gevent")
         )
         native = stack.enter_context(
             gunicorn("bench.ingest_ceiling:asyncio_app()", port + 2, env, "-k", "asgi")
