@@ -261,8 +261,10 @@ def test_an_admin_is_refused_a_bad_value_removes_a_component_and_travels_back(pa
     first = _first_event_time(cluster)
     page.get_by_label("Anywhere in the log").press("Home")
     expect(mode).to_have_attribute("data-mode", "past", timeout=WAIT_MS)
+    # The browser normalises a datetime-local value: seconds of 0 are left out (HTML spec).
+    shown = "%Y-%m-%dT%H:%M:%S" if first.second else "%Y-%m-%dT%H:%M"
     expect(page.get_by_label("Show the cluster as it was at (UTC)")).to_have_value(
-        first.strftime("%Y-%m-%dT%H:%M:%S")
+        first.strftime(shown)
     )
     expect(web).to_have_attribute("data-state", "current")
     page.get_by_role("button", name="Back to live").click()
