@@ -10,6 +10,8 @@ The lead moves between request threads rather than living in a committer thread:
 thread had to be woken and scheduled for every group and then competed with the request
 threads for the GIL, which cost milliseconds per commit on a loaded 2-core machine (measured
 in BENCHMARKS.md, "HTTP API"). A request is answered only after its commit (or with the error).
+Under gevent workers (`serve` on PostgreSQL) the request threads are greenlets and the locks
+gevent's: the same code, with a switch between greenlets where threads needed a wake-up.
 """
 
 from __future__ import annotations
