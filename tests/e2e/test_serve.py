@@ -30,7 +30,7 @@ def test_a_second_server_on_a_taken_port_refuses_to_start_and_the_first_keeps_se
     assert second.returncode != 0
     assert f"cannot serve on 127.0.0.1:{server.port}" in second.stderr
     assert "in use" in second.stderr
-    for _ in range(20):  # every answer still comes from the first server
+    for _ in range(20):  # the first server keeps answering
         with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
             assert response.status == 200
     assert server.process.poll() is None
