@@ -37,6 +37,14 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"database at {revision}", err=True)
 
 
+# Each worker listens on a socket of its own (SO_REUSEPORT) and Linux spreads new connections
+# across them. On one shared socket whichever worker wakes first accepts, and agents' keep-alive
+# connections stay where they landed: measured 16/0 splits of 16 connections between two
+# workers, one core left idle (BENCHMARKS.md, "HTTP API", session 4). Linux only: on BSD and
+# macOS the last socket bound takes every connection.
+REUSE_PORT = sys.platform.startswith("linux")
+
+
 def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> None:
     """gunicorn on POSIX; the WSGI reference server where gunicorn cannot run."""
     try:
@@ -54,12 +62,7 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
             self.cfg.set("accesslog", None)
-            # Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads
-            # new connections across them. On one shared socket whichever worker wakes first
-            # accepts, and agents' keep-alive connections stay where they landed: measured
-            # 16/0 splits of 16 connections between two workers, one core left idle
-            # (BENCHMARKS.md, "HTTP API", session 4).
-            self.cfg.set("reuse_port", True)
+            self.cfg.set("reuse_port", REUSE_PORT)
 
         def load(self):
             return app
@@ -87,7 +90,7 @@ def _serve_gevent(host: str, port: int, workers: int) -> None:
             "--worker-class=gevent",
             f"--workers={workers}",
             f"--bind={host}:{port}",
-            "--reuse-port",  # as in _serve
+            *(["--reuse-port"] if REUSE_PORT else []),
             "wsgi:app",
         ],
     )
