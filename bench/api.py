@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api import settings
-from bench.common import BENCH_URL, scratch_database
+from bench.common import BENCH_URL, libpq, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,6 +119,72 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
 
 
 PHASES = ("healthz", "single", "batch")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+                found[int(entry)] = (int(stat[1]), cmdline.decode(errors="replace"))
+    return found
+
+
+def _usage(pid: int) -> tuple[int, int, int]:
+    """(user ticks, system ticks, context switches of all its threads) of one process."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        switches = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+            switches += sum(map(int, re.findall(r"ctxt_switches:\s+(\d+)", status)))
+        return int(fields[11]), int(fields[12]), switches
+    return 0, 0, 0
+
+
+def cpu_sample(server: Server) -> dict:
+    """CPU used so far by the server's processes and by its database's PostgreSQL backends,
+    and the commits of that database (Linux /proc and pg_stat_database)."""
+    processes = _processes()
+    ours, grown = {server.pid}, True
+    while grown:  # the server's process and its descendants (gunicorn's workers)
+        grown = False
+        for pid, (parent, _) in processes.items():
+            if parent in ours and pid not in ours:
+                ours.add(pid)
+                grown = True
+    backends = {p for p, (_, cmd) in processes.items() if f" {server.database} " in cmd}
+    with psycopg.connect(libpq(BENCH_URL), autocommit=True) as conn:
+        commits = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (server.database,)
+        ).fetchone()[0]
+    return {
+        "server": [sum(x) for x in zip(*(_usage(p) for p in ours), strict=True)],
+        "postgres": [sum(x) for x in zip(*(_usage(p) for p in backends or {0}), strict=True)],
+        "commits": commits,
+    }
+
+
+def cpu_report(phase: str, samples: list[tuple[dict, dict, float]]) -> str:
+    """Per request of one phase: CPU of the server and of PostgreSQL, the server's context
+    switches, and requests per commit."""
+    requests = sum(n for _, _, n in samples)
+    per = {
+        key: [sum(after[key][i] - before[key][i] for before, after, _ in samples) for i in range(3)]
+        for key in ("server", "postgres")
+    }
+    commits = sum(after["commits"] - before["commits"] for before, after, _ in samples)
+    us = 1e6 / TICK / requests
+    text = (
+        f"    {phase:8s} CPU per request: server {per['server'][0] * us:4.0f} us user"
+        f" + {per['server'][1] * us:3.0f} us system, {per['server'][2] / requests:4.1f} context"
+        f" switches; PostgreSQL {(per['postgres'][0] + per['postgres'][1]) * us:4.0f} us"
+    )
+    return text + (f"; {requests / commits:.1f} requests per commit" if commits else "")
 
 
 def _ms(text: str) -> float:
@@ -164,6 +231,8 @@ class Server:
     url: str
     agent: str
     viewer: str
+    pid: int | None = None  # the server's main process (gunicorn's master)
+    database: str | None = None  # its scratch database's name
 
 
 @contextlib.contextmanager
@@ -196,7 +265,7 @@ def serving(name: str, code: Path, port: int, env_extra: dict) -> Iterator[Serve
         try:
             url = f"http://127.0.0.1:{port}"
             wait_up(url)
-            yield Server(name, url, agent, viewer)
+            yield Server(name, url, agent, viewer, server.pid, db.rsplit("/", 1)[1])
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -282,6 +351,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--slice", type=int, default=2, help="seconds of one turn (default 2)")
     parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="also print CPU per request (server processes, PostgreSQL backends), the server's"
+        " context switches per request and requests per commit, from /proc (Linux)",
+    )
+    parser.add_argument(
         "--ingest-only",
         action="store_true",
         help="only healthz and single heartbeats (no batches, no /cluster): a quicker comparison",
@@ -321,12 +396,19 @@ def main() -> None:
             # on into the next healthz slice and lowered the baseline (the ratio looked better).
             turns = [PHASES[:2]] if args.ingest_only else [PHASES[:2], PHASES[2:]]
             runs = {s.name: {p: [] for turn in turns for p in turn} for s in servers}
+            usage = {s.name: {p: [] for turn in turns for p in turn} for s in servers}
             for turn in turns:
                 for _ in range(slices):
                     for phase in turn:
                         for server in servers:
+                            before = cpu_sample(server) if args.cpu else None
                             result = ingest_phases_one(server, phase, args.slice)
                             runs[server.name][phase].append(result)
+                            if args.cpu:
+                                requests = result["rps"] * args.slice
+                                usage[server.name][phase].append(
+                                    (before, cpu_sample(server), requests)
+                                )
             results = {
                 name: {phase: combined(parts) for phase, parts in phases.items()}
                 for name, phases in runs.items()
@@ -338,6 +420,8 @@ def main() -> None:
             )
             for server in servers:
                 report(server.name, results[server.name])
+                for phase, samples in usage[server.name].items() if args.cpu else ():
+                    print(cpu_report(phase, samples))
         for server in servers if not args.ingest_only else ():
             count, view = cluster_phase(server, args.seconds)
             print(
