@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.api [--seconds 10] [--slice 2] [--workers W] [--threads T]
     .venv/bin/python -m bench.api --compare REV --rounds 2   # + the code of commit REV
+    .venv/bin/python -m bench.api --ingest-only --cpu         # + CPU per request (/proc)
 
 Needs `wrk` (Debian package). Prints, from the same server in the same run:
 - GET /healthz requests/s (the baseline: what the HTTP stack alone can do),
