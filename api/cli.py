@@ -75,7 +75,7 @@ def _serve_gevent(host: str, port: int, workers: int) -> None:
 
     A request waiting for its group commit is then a greenlet, not a thread: no GIL hand-offs
     and futex wake-ups per waiting request, ~1.2 context switches per heartbeat instead of ~8,
-    25-35% more heartbeats/s and ~15% more healthz/s on the same machine (BENCHMARKS.md, "HTTP
+    25-37% more heartbeats/s and 11-19% more healthz/s on the same machine (BENCHMARKS.md, "HTTP
     API", session 4). gevent must patch the standard library before anything creates a lock or
     imports psycopg (which picks its cooperative wait at import), so the app is imported afresh
     in each worker after gunicorn patched it: this process has imported it already, hence exec.

@@ -87,7 +87,7 @@ def write_connection(engine: sa.Engine) -> sa.Connection:
 
 class AutocommitConnections:
     """psycopg connections kept in autocommit mode, for statements that are a transaction of
-    their own (the append functions, the ingest decision's read).
+    their own (the store's append functions).
 
     Taking a connection from SQLAlchemy's pool and switching it to autocommit and back cost
     ~35 us of client CPU per call, ~8% of a one-event append (BENCHMARKS.md, "Event store").

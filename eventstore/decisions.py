@@ -127,12 +127,6 @@ def _facts(rows) -> tuple[dict[str, Tail], set[UUID]]:
     return tails, stored
 
 
-def _read_facts(conn: sa.Connection, streams, candidates) -> tuple[dict[str, Tail], set[UUID]]:
-    """Tails and stored ids through SQLAlchemy (SQLite): two statements."""
-    stored = _sqlite_stored_ids(conn, candidates) if candidates else set()
-    return stream_tails(conn, streams), stored
-
-
 # The ingest decision's facts in one PostgreSQL statement: every stream asked for (with NULLs
 # when it has no event yet) and, on each row, the ids already stored among the candidates (an
 # uncorrelated subquery: evaluated once).
@@ -228,7 +222,8 @@ class ClusterCommands:
                     facts = driver.execute(_PG_FACTS, (candidates, all_streams))
                 tails, stored = _facts(facts.fetchall())
             else:
-                tails, stored = _read_facts(conn, all_streams, candidates)
+                tails = stream_tails(conn, all_streams)
+                stored = _sqlite_stored_ids(conn, candidates) if candidates else set()
             events, expected, now = self._decide(beats, streams, tails, stored)
             return self.store.append(
                 events, expected_version=expected, recorded_at=now, connection=conn

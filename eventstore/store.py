@@ -211,6 +211,10 @@ class EventStore:
         self.clock = clock
         self.dialect = engine.dialect.name
         if self.dialect == "postgresql":  # SQLite appends go through SQLAlchemy (`_append`)
+            # The append functions run as transactions of their own, straight on psycopg
+            # connections kept in autocommit mode: a SQLAlchemy Connection (begin, isolation-level
+            # switch, result wrapping) costs more client CPU than the whole round trip of a
+            # one-event append.
             self._autocommit = AutocommitConnections(engine)
         # Only the ordering test turns this off, to show what goes wrong without it.
         self._serialize = serialize_appends and self.dialect == "postgresql"
@@ -296,7 +300,7 @@ class EventStore:
         if connection is not None:
             rows = connection.exec_driver_sql(sql, params).all()
         else:
-            rows = self.autocommit_query(sql, params)
+            rows = self._autocommit.run(sql, params)
         stored, conflicts, stored_at = {}, {}, None
         for kind, event_id, stream, position, version, expected_v, stamp in rows:
             if kind == "conflict":
@@ -364,7 +368,7 @@ class EventStore:
             list(policy_versions.values()),
         )
         stored, stored_at = {}, None
-        for kind, event_id, _stream, position, version, stamp in self.autocommit_query(
+        for kind, event_id, _stream, position, version, stamp in self._autocommit.run(
             _PG_APPEND_HEARTBEATS, params
         ):
             if kind != "recorded":
@@ -449,14 +453,6 @@ class EventStore:
                 )
                 stored[event_id] = (position, version)
         return stored, stamp
-
-    def autocommit_query(self, sql: str, params: tuple) -> list[tuple]:
-        """PostgreSQL: the rows of one statement run as a transaction of its own (autocommit):
-        the append functions, and the decisions' read of the facts. Straight on a psycopg
-        connection kept in autocommit mode (`db.AutocommitConnections`): a SQLAlchemy
-        Connection (begin, isolation-level switch, result wrapping) costs more client CPU than
-        the whole round trip of a one-event append."""
-        return self._autocommit.run(sql, params)
 
     def _append(self, conn, new_events, expected_version, stamp) -> AppendResult:
         """SQLite (and the reference for the PostgreSQL function): writers are serialised by
