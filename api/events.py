@@ -11,8 +11,10 @@ from flask import Response, current_app, request, stream_with_context
 from flask_smorest import Blueprint
 from marshmallow import RAISE
 
+from api import settings
 from api.app import services
 from api.auth import require
+from api.livetail import PAGE, LogTail
 from api.problems import Problem
 from api.schemas import EventsQuerySchema
 from eventstore.events import component_stream
@@ -70,17 +72,34 @@ def _sse(r: RecordedEvent) -> bytes:
     )
 
 
-GEVENT_STREAMS = 200
+KEEP_ALIVE_SECONDS = 15
 
 
 def _stream_slots(config) -> int:
     """How many live streams one worker serves. In a threaded worker a stream holds a thread:
-    never let streams take the threads ingest needs. Under gevent a stream is a greenlet that
-    reads the log every SSE_POLL_SECONDS, and many share a worker."""
+    never let streams take the threads ingest needs. Under gevent a stream is a greenlet waiting
+    on the worker's live tail, and many share a worker."""
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None and monkey.is_module_patched("threading"):
-        return GEVENT_STREAMS
+        return config.get("GEVENT_STREAMS", settings.DEFAULTS["GEVENT_STREAMS"])
     return max(1, config.get("THREADS", 8) // 2)
+
+
+def _tail(app) -> LogTail:
+    """The worker's live tail, made on the first stream."""
+    with _tail_lock:
+        tail = app.extensions.get("clustermon_tail")
+        if tail is None:
+            tail = app.extensions["clustermon_tail"] = LogTail(
+                services(app).store,
+                _sse,
+                poll_seconds=app.config.get("SSE_POLL_SECONDS", 0.5),
+                keep=app.config.get("SSE_TAIL_EVENTS", 2000),
+            )
+        return tail
+
+
+_tail_lock = threading.Lock()
 
 
 @blp.route("/events/stream", methods=["GET"])
@@ -90,7 +109,9 @@ def _stream_slots(config) -> int:
     "resumes after it. A comment line is sent every 15 s to keep proxies from closing it. "
     "A stream ends after 5 minutes (clients reconnect with `Last-Event-ID`). A threaded worker "
     "holds at most half its threads in streams, a gevent worker (`serve` on PostgreSQL) up to "
-    f"{GEVENT_STREAMS}; beyond that the answer is 503 (poll `/events` then).",
+    "`CLUSTERMON_GEVENT_STREAMS` (default "
+    f"{settings.DEFAULTS['GEVENT_STREAMS']}); beyond that the answer is 503 (poll `/events` "
+    "then).",
 )
 @require("viewer")
 def stream_events():
@@ -103,7 +124,7 @@ def stream_events():
             kind="validation",
         )
     store = services(current_app).store
-    poll = current_app.config.get("SSE_POLL_SECONDS", 0.5)
+    tail = _tail(current_app)
     limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
     slots = current_app.extensions.setdefault(
         "clustermon_sse_slots", threading.BoundedSemaphore(_stream_slots(current_app.config))
@@ -118,20 +139,23 @@ def stream_events():
 
     def generate(after: int):
         try:
-            started = last_sent = time.monotonic()
-            yield b"retry: 2000\n\n"
-            while time.monotonic() - started < limit_seconds:
-                page = store.read_all(after, 500)
-                for r in page:
-                    yield _sse(r)
-                if page:
-                    after = page[-1].position
-                    last_sent = time.monotonic()
-                    continue
-                if time.monotonic() - last_sent > 15:
-                    yield b": keep-alive\n\n"
-                    last_sent = time.monotonic()
-                time.sleep(poll)
+            with tail.subscribed():
+                yield b"retry: 2000\n\n"
+                ends = time.monotonic() + limit_seconds
+                last_sent = time.monotonic()
+                while (now := time.monotonic()) < ends:
+                    if now - last_sent >= KEEP_ALIVE_SECONDS:
+                        yield b": keep-alive\n\n"
+                        last_sent = now
+                    wait = min(ends, last_sent + KEEP_ALIVE_SECONDS) - now
+                    frames = tail.frames_after(after, wait)
+                    if frames is None:  # older than the tail holds: from the store
+                        frames = [(r.position, _sse(r)) for r in store.read_all(after, PAGE)]
+                    for position, frame in frames:
+                        yield frame
+                        after = position
+                    if frames:
+                        last_sent = time.monotonic()
         finally:
             slots.release()
 

@@ -15,6 +15,7 @@ DEFAULTS = {
     "PORT": 8000,
     "WORKERS": 2,
     "THREADS": 8,
+    "GEVENT_STREAMS": 200,  # live streams (SSE) per gevent worker
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
 }
 

@@ -17,6 +17,7 @@ import weakref
 import sqlalchemy as sa
 
 from eventstore.db import write_connection
+from eventstore.listener import Listener
 from eventstore.store import EventStore
 from eventstore.tables import events as events_table
 from projections import readmodel
@@ -24,9 +25,6 @@ from projections.state import ClusterState, apply
 from projections.tables import VIEW, checkpoints
 
 log = logging.getLogger(__name__)
-
-CHANNEL = "clustermon_events"  # the store NOTIFYs it with the new head position
-
 
 # The folded state as of a checkpoint (generation, position), per engine and shared by every
 # runner of the process (the API builds one per request), so a busy runner does not re-read
@@ -142,7 +140,7 @@ class ProjectionRunner:
         """Catch up, then sleep until the store announces new events (PostgreSQL LISTEN on
         "clustermon_events") or `poll_interval` passes (the fallback, and SQLite's only way),
         until `stop` is set. Errors are logged and retried: the checkpoint makes that safe."""
-        listener = _Listener(self.engine) if self.engine.dialect.name == "postgresql" else None
+        listener = Listener(self.engine)
         try:
             while not stop.is_set():
                 try:
@@ -150,47 +148,8 @@ class ProjectionRunner:
                         continue  # more to do: do not wait
                 except Exception:
                     log.exception("projection runner: catch-up failed; retrying")
-                    if listener is not None:
-                        listener.close()
-                        listener = _Listener(self.engine)
-                if listener is not None:
-                    listener.wait(self.poll_interval, stop)
-                else:
-                    stop.wait(self.poll_interval)
+                    listener.close()
+                    listener = Listener(self.engine)
+                listener.wait(self.poll_interval, stop)
         finally:
-            if listener is not None:
-                listener.close()
-
-
-class _Listener:
-    """A dedicated autocommit psycopg connection LISTENing on the events channel."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        import psycopg
-
-        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self.conn = None
-        try:
-            self.conn = psycopg.connect(url, autocommit=True)
-            self.conn.execute(f"LISTEN {CHANNEL}")
-        except psycopg.Error:
-            log.exception("projection runner: LISTEN failed; polling instead")
-            self.close()
-
-    def wait(self, timeout: float, stop: threading.Event) -> None:
-        if self.conn is None:
-            stop.wait(timeout)
-            return
-        try:
-            # Returns at the first notification, or after `timeout` with none.
-            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-                pass
-        except Exception:
-            log.exception("projection runner: LISTEN connection lost; polling instead")
-            self.close()
-            stop.wait(timeout)
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+            listener.close()

@@ -1,5 +1,7 @@
+import threading
 from datetime import timedelta
 
+from api.app import services
 from tests.api.conftest import heartbeat
 
 
@@ -103,3 +105,84 @@ def test_live_streams_never_take_every_worker_thread(app, client, tokens):
     first.close()
     again = client.get("/api/v1/events/stream", headers=tokens["viewer"])
     assert again.status_code == 200
+
+
+def _ids(chunks) -> list[int]:
+    text = b"".join(chunks).decode()
+    return [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+
+
+def _read_until(stream, last_id: int) -> list[int]:
+    """Read a live stream until the event at `last_id` arrives; the ids seen, in order."""
+    chunks = []
+    for chunk in stream.response:
+        chunks.append(chunk)
+        if last_id in _ids([chunk]):
+            return _ids(chunks)
+    raise AssertionError(f"the stream ended before event {last_id}: {_ids(chunks)}")
+
+
+def test_sse_streams_what_is_appended_meanwhile_in_order_without_gaps(app, client, tokens, post):
+    # A tail of 5 events: the stream falls behind it and catches up from the store, then
+    # follows the tail again; whatever the path, every position arrives once and in order.
+    app.config.update(SSE_TAIL_EVENTS=5, SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=30)
+    post({"heartbeats": [heartbeat(server=f"old{i}") for i in range(12)]})
+    stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    try:
+        seen = _read_until(stream, 12)
+        for batch, size in enumerate((1, 12, 3)):
+            post({"heartbeats": [heartbeat(server=f"new{batch}-{i}") for i in range(size)]})
+            seen += _read_until(stream, len(seen) + size)
+    finally:
+        stream.close()
+    assert seen == list(range(1, 29))
+
+
+def test_live_streams_share_one_read_of_each_new_event(app, tokens, post):
+    # Ten dashboards waiting at the head: a new event is read from the log once for all of
+    # them (by the worker's live tail), not once per dashboard.
+    app.config.update(THREADS=40, SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=30)
+    store = services(app).store
+    reads, read_all = [], store.read_all
+
+    def counted_read_all(*args, **kwargs):
+        page = read_all(*args, **kwargs)
+        reads.append([r.position for r in page])
+        return page
+
+    store.read_all = counted_read_all
+    post({"heartbeats": [heartbeat(server="first")]})
+    at_head = threading.Barrier(11)
+    seen = {}
+
+    def dashboard(n):
+        stream = app.test_client().get(
+            "/api/v1/events/stream", headers=tokens["viewer"], buffered=False
+        )
+        try:
+            first = _read_until(stream, 1)
+            at_head.wait(timeout=10)
+            seen[n] = first + _read_until(stream, 2)
+        finally:
+            stream.close()
+
+    threads = [threading.Thread(target=dashboard, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    at_head.wait(timeout=10)
+    post({"heartbeats": [heartbeat(server="second")]})
+    for thread in threads:
+        thread.join(timeout=10)
+    assert seen == {n: [1, 2] for n in range(10)}
+    assert sum(2 in page for page in reads) == 1
+
+
+def test_the_live_tail_stops_when_the_last_stream_closes(app, client, tokens):
+    app.config.update(SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=30)
+    stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    next(iter(stream.response))  # the stream is open: its worker follows the log
+    followers = [t for t in threading.enumerate() if t.name == "clustermon-log-tail"]
+    assert len(followers) == 1
+    stream.close()
+    followers[0].join(timeout=10)
+    assert not followers[0].is_alive()

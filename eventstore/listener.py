@@ -1,0 +1,62 @@
+"""Waiting for the store's announcements: PostgreSQL LISTEN on the channel every append NOTIFYs.
+
+Used by whoever follows the log (the projection runner, the API's live tail) to wake up as soon
+as something is appended instead of polling. Notifications are only a wake-up call: followers
+still read the log from their own position, so a lost one costs at most `timeout` of delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import sqlalchemy as sa
+
+from eventstore.store import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class Listener:
+    """A dedicated autocommit psycopg connection LISTENing on the store's channel. Without one
+    (not PostgreSQL, or the LISTEN failed or its connection broke), `wait` simply sleeps."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.conn = None
+        if engine.dialect.name != "postgresql":
+            return
+        import psycopg
+
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            self.conn = psycopg.connect(url, autocommit=True)
+            self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error:
+            log.exception("LISTEN %s failed; polling instead", NOTIFY_CHANNEL)
+            self.close()
+
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """Until the next notification or `timeout` seconds (or `stop` is set, when polling).
+        A notification sent since the LISTEN and not yet waited for returns at once."""
+        if self.conn is None:
+            _sleep(timeout, stop)
+            return
+        try:
+            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except Exception:
+            log.exception("LISTEN connection lost; polling instead")
+            self.close()
+            _sleep(timeout, stop)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _sleep(timeout: float, stop: threading.Event | None) -> None:
+    if stop is None:
+        threading.Event().wait(timeout)
+    else:
+        stop.wait(timeout)
