@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.api [--seconds 10] [--slice 2] [--workers W] [--threads T]
     .venv/bin/python -m bench.api --compare REV --rounds 2   # + the code of commit REV
     .venv/bin/python -m bench.api --ingest-only --cpu         # + CPU per request (/proc)
+    .venv/bin/python -m bench.api --ingest-only --async-commit  # diagnostic: without the fsync
 
 Needs `wrk` (Debian package). Prints, from the same server in the same run:
 - GET /healthz requests/s (the baseline: what the HTTP stack alone can do),
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import statistics
@@ -237,8 +239,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(name: str, code: Path, port: int, env_extra: dict) -> Iterator[Server]:
-    """`clustermon serve` of the code in `code` on a scratch database migrated by that code."""
+def serving(
+    name: str, code: Path, port: int, env_extra: dict, *, async_commit: bool = False
+) -> Iterator[Server]:
+    """`clustermon serve` of the code in `code` on a scratch database migrated by that code.
+    `async_commit`: the database commits without waiting for the WAL flush (a diagnostic of
+    what the fsync costs; clustermon never runs so: a 202 must be durable)."""
     with (
         scratch_database(BENCH_URL, migrate=False) as db,
         tempfile.TemporaryDirectory() as metrics_dir,
@@ -258,6 +264,10 @@ def serving(name: str, code: Path, port: int, env_extra: dict) -> Iterator[Serve
             return done.stdout.strip()
 
         cli("db", "upgrade")
+        if async_commit:
+            with psycopg.connect(libpq(BENCH_URL), autocommit=True) as admin:
+                database = db.rsplit("/", 1)[1]
+                admin.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = off')
         agent = cli("token", "create", "--role", "agent", "--name", "bench")
         viewer = cli("token", "create", "--role", "viewer", "--name", "bench-viewer")
         server = subprocess.Popen(
@@ -358,6 +368,12 @@ def main() -> None:
         " context switches per request and requests per commit, from /proc (Linux)",
     )
     parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="diagnostic: the scratch databases commit without waiting for the WAL flush"
+        " (synchronous_commit=off), to measure what the fsync of each commit costs",
+    )
+    parser.add_argument(
         "--ingest-only",
         action="store_true",
         help="only healthz and single heartbeats (no batches, no /cluster): a quicker comparison",
@@ -379,14 +395,15 @@ def main() -> None:
     )
     port = 18000 + os.getpid() % 1000
     with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(serving("candidate (working tree)", ROOT, port, env_extra))]
+        serve = functools.partial(serving, env_extra=env_extra, async_commit=args.async_commit)
+        servers = [stack.enter_context(serve("candidate (working tree)", ROOT, port))]
         if args.compare:
             if Path(args.compare).is_dir():  # a tree prepared by hand
                 code = Path(args.compare)
             else:
                 code = stack.enter_context(checkout(args.compare))
             label = f"baseline {args.compare}"
-            servers.insert(0, stack.enter_context(serving(label, code, port + 1, env_extra)))
+            servers.insert(0, stack.enter_context(serve(label, code, port + 1)))
         slices = max(1, args.seconds // args.slice)
         for round_ in range(1, args.rounds + 1):
             # The machine's speed drifts within seconds here (a shared VM: steal time), so the
