@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import sqlalchemy as sa
 
@@ -57,6 +58,6 @@ class Listener:
 
 def _sleep(timeout: float, stop: threading.Event | None) -> None:
     if stop is None:
-        threading.Event().wait(timeout)
+        time.sleep(timeout)
     else:
         stop.wait(timeout)
