@@ -151,6 +151,8 @@ def stream_events():
                     frames = tail.frames_after(after, wait)
                     if frames is None:  # older than the tail holds: from the store
                         frames = [(r.position, _sse(r)) for r in store.read_all(after, PAGE)]
+                        if not frames:  # the log holds less than the tail (restored?): no spin
+                            time.sleep(tail.poll_seconds)
                     for position, frame in frames:
                         yield frame
                         after = position

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 from eventstore.listener import Listener
@@ -51,35 +52,37 @@ class LogTail:
         self.poll_seconds = poll_seconds  # the fallback when no NOTIFY wakes the follower
         self.keep = keep
         self._reset()
+        # A forked worker starts with no follower (threads do not survive a fork) and with a
+        # condition that no thread of the parent can be holding. Weakly: the tail may go first.
+        reset = weakref.WeakMethod(self._reset)
+        os.register_at_fork(after_in_child=lambda: (method := reset()) and method())
 
     def _reset(self) -> None:
-        # Also after a fork: a worker starts with no follower (threads do not survive a fork)
-        # and with a condition no thread of the parent can be holding.
-        self._pid = os.getpid()
         self._cond = threading.Condition()
         self._frames: list[Frame] = []
         self._base: int | None = None  # every event with base < position <= head is in _frames
         self._head: int | None = None
         self._subscribers = 0
-        self._following = False
+        self.follower: threading.Thread | None = None  # the thread following the log, if any
 
     @contextlib.contextmanager
     def subscribed(self) -> Iterator[LogTail]:
         """Keep the follower running while the caller streams."""
-        if self._pid != os.getpid():
-            self._reset()
         with self._cond:
             self._subscribers += 1
-            if not self._following:
-                self._following = True
-                threading.Thread(
-                    target=self._follow, name="clustermon-log-tail", daemon=True
-                ).start()
+            self._ensure_follower()
         try:
             yield self
         finally:
             with self._cond:
                 self._subscribers -= 1
+
+    def stop(self) -> None:
+        """Wait for the follower to end once no stream is open (it notices within
+        `poll_seconds`): for a clean shutdown of an app, as its tests do."""
+        follower = self.follower
+        if follower is not None:
+            follower.join(self.poll_seconds + 5)
 
     def frames_after(self, after: int, timeout: float) -> list[Frame] | None:
         """The frames of the events after position `after`, waiting up to `timeout` seconds
@@ -88,6 +91,7 @@ class LogTail:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
+                self._ensure_follower()  # one that ended by surprise is replaced
                 if self._base is not None and self._head is not None:
                     if after < self._base:
                         return None
@@ -99,9 +103,26 @@ class LogTail:
                     return []
                 self._cond.wait(remaining)
 
+    def _ensure_follower(self) -> None:
+        """Start following the log if nobody does (called holding the condition)."""
+        if self.follower is None:
+            self.follower = threading.Thread(
+                target=self._follow, name="clustermon-log-tail", daemon=True
+            )
+            self.follower.start()
+
+    def _stop_following(self) -> None:
+        """Forget the tail (called holding the condition, by the follower as it ends). Streams
+        still waiting start a new follower when their wait ends: at most one per wait, so a
+        follower that keeps failing at once cannot turn into a busy loop."""
+        self._frames, self._base, self._head = [], None, None
+        self.follower = None
+
     def _follow(self) -> None:
-        listener = Listener(self.store.engine)
+        listener = None
+        failing = False
         try:
+            listener = Listener(self.store.engine)
             while True:
                 try:
                     if self._base is None:
@@ -111,18 +132,24 @@ class LogTail:
                             self._cond.notify_all()
                     while self._read_more():
                         pass
+                    if failing:
+                        log.warning("live tail: reading the log again")
+                        failing = False
                 except Exception:
-                    log.exception("live tail: reading the log failed; retrying")
-                    listener.close()
-                    listener = Listener(self.store.engine)
+                    if not failing:  # once per outage, not every poll while the database is down
+                        log.exception("live tail: reading the log failed; retrying")
+                        failing = True
                 with self._cond:
                     if self._subscribers == 0:  # nobody streams: stop until someone does
-                        self._frames, self._base, self._head = [], None, None
-                        self._following = False
+                        self._stop_following()
                         return
                 listener.wait(self.poll_seconds)
         finally:
-            listener.close()
+            if listener is not None:
+                listener.close()
+            with self._cond:
+                if self.follower is threading.current_thread():  # ended by surprise
+                    self._stop_following()
 
     def _read_more(self) -> bool:
         """Read one page after the head into the tail; True if it was a full page."""

@@ -20,35 +20,51 @@ log = logging.getLogger(__name__)
 
 class Listener:
     """A dedicated autocommit psycopg connection LISTENing on the store's channel. Without one
-    (not PostgreSQL, or the LISTEN failed or its connection broke), `wait` simply sleeps."""
+    (not PostgreSQL, or the LISTEN failed or its connection broke), `wait` sleeps, and on
+    PostgreSQL tries to LISTEN again every `RETRY_SECONDS`."""
+
+    RETRY_SECONDS = 30.0
 
     def __init__(self, engine: sa.Engine) -> None:
         self.conn = None
-        if engine.dialect.name != "postgresql":
-            return
+        self._url = None
+        self._retry_at = 0.0
+        if engine.dialect.name == "postgresql":
+            self._url = engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
+            self._connect()
+
+    def _connect(self) -> None:
         import psycopg
 
-        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            self.conn = psycopg.connect(url, autocommit=True)
+            self.conn = psycopg.connect(self._url, autocommit=True)
             self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         except psycopg.Error:
             log.exception("LISTEN %s failed; polling instead", NOTIFY_CHANNEL)
-            self.close()
+            self._lost()
 
-    def wait(self, timeout: float, stop: threading.Event | None = None) -> None:
-        """Until the next notification or `timeout` seconds (or `stop` is set, when polling).
-        A notification sent since the LISTEN and not yet waited for returns at once."""
+    def _lost(self) -> None:
+        self.close()
+        self._retry_at = time.monotonic() + self.RETRY_SECONDS
+
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Until the next notification (True) or `timeout` seconds (False; or until `stop` is
+        set, when polling). A notification sent since the LISTEN and not yet waited for returns
+        at once."""
+        if self.conn is None and self._url is not None and time.monotonic() >= self._retry_at:
+            self._connect()
         if self.conn is None:
             _sleep(timeout, stop)
-            return
+            return False
         try:
-            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-                pass
+            return any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
         except Exception:
             log.exception("LISTEN connection lost; polling instead")
-            self.close()
+            self._lost()
             _sleep(timeout, stop)
+            return False
 
     def close(self) -> None:
         if self.conn is not None:

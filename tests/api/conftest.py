@@ -15,6 +15,8 @@ from api.tokens import create_token
 def app(database_url, clock):
     app = create_app({"DATABASE_URL": database_url, "CLOCK": clock, "TESTING": True})
     yield app
+    if "clustermon_tail" in app.extensions:  # a test opened a live stream
+        app.extensions["clustermon_tail"].stop()
     services(app).engine.dispose()
 
 

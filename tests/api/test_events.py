@@ -104,6 +104,7 @@ def test_live_streams_never_take_every_worker_thread(app, client, tokens):
     first.get_data()  # the first stream ends and gives its slot back
     first.close()
     again = client.get("/api/v1/events/stream", headers=tokens["viewer"])
+    again.close()
     assert again.status_code == 200
 
 
@@ -180,9 +181,12 @@ def test_live_streams_share_one_read_of_each_new_event(app, tokens, post):
 def test_the_live_tail_stops_when_the_last_stream_closes(app, client, tokens):
     app.config.update(SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=30)
     stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
-    next(iter(stream.response))  # the stream is open: its worker follows the log
-    followers = [t for t in threading.enumerate() if t.name == "clustermon-log-tail"]
-    assert len(followers) == 1
-    stream.close()
-    followers[0].join(timeout=10)
-    assert not followers[0].is_alive()
+    try:
+        next(iter(stream.response))  # the stream is open: its worker follows the log
+        follower = app.extensions["clustermon_tail"].follower
+        assert follower is not None and follower.is_alive()
+    finally:
+        stream.close()
+    follower.join(timeout=10)
+    assert not follower.is_alive()
+    assert app.extensions["clustermon_tail"].follower is None
