@@ -14,7 +14,8 @@ fold and cached by their versions (they change rarely).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import contextlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +39,6 @@ from eventstore.events import (
 from eventstore.store import (
     APPEND_LOCK_KEY,
     AppendResult,
-    ConcurrencyError,
     EventStore,
     NewEvent,
     RecordedEvent,
@@ -304,11 +304,10 @@ class ClusterCommands:
     def change_configuration(
         self, changes: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> tuple[Configuration, RecordedEvent | None]:
-        """Apply a partial update; the merged configuration must stay coherent."""
-        for _attempt in range(5):
-            with self.store.engine.connect() as conn:
-                tails = stream_tails(conn, POLICY_STREAMS)
-            policy = self.policy(tails)
+        """Apply a partial update; the merged configuration must stay coherent. Decided under
+        the append lock (changes are rare): concurrent changes queue, none fails."""
+        with self._locked() as conn:
+            policy = self.policy(stream_tails(conn, POLICY_STREAMS))
             current = policy.configuration
             effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
             merged = {**current.settings(), **changes}
@@ -317,46 +316,46 @@ class ClusterCommands:
                 raise InvalidConfiguration(errors)
             if not effective:
                 return current, None
-            try:
-                result = self.store.append(
-                    [NewEvent(ConfigurationChanged(changes=effective), metadata=metadata)],
-                    expected_version=policy.versions[0],
-                )
-            except ConcurrencyError:
-                continue
-            recorded = result.recorded[0]
-            updated = Configuration(
-                **{**current.settings(), **effective},
-                version=current.version + 1,
-                changed_position=recorded.position,
+            result = self.store.append(
+                [NewEvent(ConfigurationChanged(changes=effective), metadata=metadata)],
+                expected_version=policy.versions[0],
+                connection=conn,
             )
-            return updated, recorded
-        raise ConcurrencyError(CLUSTER_STREAM, -1, -1)
+        recorded = result.recorded[0]
+        updated = Configuration(
+            **{**current.settings(), **effective},
+            version=current.version + 1,
+            changed_position=recorded.position,
+        )
+        return updated, recorded
 
     # --- removal ------------------------------------------------------------------------------
 
     def remove_component(
         self, server: str, component: str, metadata: Mapping[str, Any]
     ) -> RecordedEvent:
+        """Decided under the append lock, so a heartbeat arriving meanwhile cannot make it fail
+        (it lands before or after the removal)."""
         stream = component_stream(server, component)
-        for _attempt in range(5):
-            with self.store.engine.connect() as conn:
-                tail = stream_tails(conn, [stream]).get(stream)
+        with self._locked() as conn:
+            tail = stream_tails(conn, [stream]).get(stream)
             if tail is None or tail.type == ComponentRemoved.type:
                 raise NotInCluster(f"{component} component of {server} is not in the cluster")
-            try:
-                result = self.store.append(
-                    [
-                        NewEvent(
-                            ComponentRemoved(server=server, component=component), metadata=metadata
-                        )
-                    ],
-                    expected_version=tail.version,
-                )
-            except ConcurrencyError:
-                continue
-            return result.recorded[0]
-        raise ConcurrencyError(stream, -1, -1)
+            result = self.store.append(
+                [NewEvent(ComponentRemoved(server=server, component=component), metadata=metadata)],
+                expected_version=tail.version,
+                connection=conn,
+            )
+        return result.recorded[0]
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[sa.Connection]:
+        """A write transaction that holds the append lock from its start (SQLite: BEGIN
+        IMMEDIATE), so no other append can move a stream between its reads and its append."""
+        with write_connection(self.store.engine) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+            yield conn
 
 
 def _last_position(tails: Mapping[str, Tail]) -> int:

@@ -2,11 +2,12 @@
 operator changing the configuration), on both databases: each group is judged by the log and
 the policy as they are when the append lock is held, whatever the process remembers."""
 
+import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 
 from eventstore import EventStore, NewEvent
-from eventstore.decisions import ClusterCommands
+from eventstore.decisions import ClusterCommands, NotInCluster
 from eventstore.events import HeartbeatRecorded, MonitorResumed
 from scheduler.sweep import emit_timeouts
 
@@ -155,3 +156,61 @@ def test_after_a_monitor_gap_every_component_gets_one_full_timeout(engine, clock
         ("HeartbeatRecorded", "web02/service"),
     ]
     assert log[4].event.expired_at == log[2].event.resumed_at + timedelta(minutes=5)
+
+
+def _together(*jobs):
+    """Run each job in its own thread at the same time; the exceptions they raised."""
+    errors, start = [], threading.Barrier(len(jobs))
+
+    def run(job):
+        start.wait(timeout=10)
+        try:
+            job()
+        except Exception as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+def test_concurrent_configuration_changes_all_succeed_one_after_another(engine, clock):
+    store = EventStore(engine, clock)
+    admins = [ClusterCommands(store) for _ in range(6)]
+
+    def change(commands, n):
+        def job():
+            for i in range(10):  # every change differs from the one before: none is a no-op
+                commands.change_configuration({"stale_timeout_seconds": 600 + 60 * n + i}, ADMIN)
+
+        return job
+
+    assert _together(*(change(c, n) for n, c in enumerate(admins))) == []
+    changes = store.read_all(0, None, types=["ConfigurationChanged"])
+    assert [e.version for e in changes] == list(range(1, 61))
+
+
+def test_a_removal_succeeds_while_the_component_keeps_sending(engine, clock):
+    store = EventStore(engine, clock)
+    agent, admin = ClusterCommands(store), ClusterCommands(store)
+    agent.record_heartbeats([_beat()])
+    removed = []
+
+    def keep_sending():
+        for _ in range(40):
+            agent.record_heartbeats([_beat()])
+
+    def remove_repeatedly():
+        for _ in range(10):  # each heartbeat after a removal brings the component back
+            # NotInCluster: removed, and no heartbeat since: nothing to remove.
+            with contextlib.suppress(NotInCluster):
+                removed.append(admin.remove_component("web01", "service", ADMIN))
+
+    assert _together(keep_sending, remove_repeatedly) == []
+    assert removed
+    log = store.read_all(0, None, streams=["web01/service"])
+    assert [e.version for e in log] == list(range(1, len(log) + 1))
+    assert sum(e.type == "ComponentRemoved" for e in log) == len(removed)
