@@ -10,6 +10,7 @@ from flask_smorest import Api
 
 from api import settings as settings_module
 from api.jsonprovider import OrjsonProvider
+from api.problems import MEDIA_TYPE, ProblemSchema
 from eventstore import Clock, EventStore, create_engine, utc_now
 from eventstore.decisions import ClusterCommands
 
@@ -28,12 +29,24 @@ class Services:
 
 
 class ProblemApi(Api):
-    """flask-smorest, with its errors (e.g. query validation) as RFC 9457 problems."""
+    """flask-smorest, with its errors (e.g. query validation) as RFC 9457 problems, and
+    documented as such."""
+
+    ERROR_SCHEMA = ProblemSchema
 
     def _register_error_handlers(self):
         from api import problems
 
         problems.init_app(self._app)
+
+    def _register_responses(self):
+        # The error responses it registers take the default content type: make it ours while
+        # it does (success responses keep application/json).
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = MEDIA_TYPE
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE
 
 
 def create_app(test_config: dict | None = None) -> Flask:

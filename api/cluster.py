@@ -10,9 +10,13 @@ from api.app import services
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
 from api.problems import Problem, invalid
-from api.schemas import ClusterQuerySchema, ConfigurationOutSchema, ConfigurationPatchSchema
+from api.schemas import (
+    ClusterQuerySchema,
+    ConfigurationOutSchema,
+    ConfigurationPatchSchema,
+    require_component_path,
+)
 from eventstore.decisions import InvalidConfiguration, NotInCluster
-from eventstore.events import COMPONENTS
 from projections import read, timetravel
 from projections.history import component_history as history
 from projections.rendered import ViewRenderer
@@ -94,19 +98,12 @@ def put_configuration():
     return {**config.settings(), "version": config.version}
 
 
-def _component_path(server: str, component: str) -> None:
-    if component not in COMPONENTS:
-        raise Problem(
-            404, f"unknown component {component!r}: expected web or service", kind="not-found"
-        )
-
-
 @blp.route("/servers/<server>/components/<component>", methods=["DELETE"])
 @blp.doc(summary="Remove a component from the cluster by hand")
 @blp.response(200)
 @require("admin")
 def delete_component(server: str, component: str):
-    _component_path(server, component)
+    require_component_path(server, component)
     try:
         recorded = services(current_app).commands.remove_component(
             server, component, request_metadata()
@@ -120,7 +117,7 @@ def delete_component(server: str, component: str):
 @blp.doc(summary="State transitions of a component over time, each with its reason")
 @require("viewer")
 def component_history(server: str, component: str):
-    _component_path(server, component)
+    require_component_path(server, component)
     transitions = history(services(current_app).store, server, component)
     if not transitions:
         raise Problem(404, f"{component} component of {server} has no history", kind="not-found")

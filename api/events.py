@@ -14,9 +14,9 @@ from marshmallow import RAISE
 from api import settings
 from api.app import services
 from api.auth import require
-from api.livetail import PAGE, LogTail
+from api.livetail import LogTail
 from api.problems import Problem
-from api.schemas import EventsQuerySchema
+from api.schemas import MAX_POSITION, EventsQuerySchema
 from eventstore.events import component_stream
 from eventstore.store import RecordedEvent
 
@@ -116,14 +116,14 @@ _tail_lock = threading.Lock()
 @require("viewer")
 def stream_events():
     raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    if not raw.isdigit():
+    # ASCII digits only (str.isdigit also takes "²"), and within a bigint.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_POSITION):
         raise Problem(
             422,
             "Last-Event-ID / after must be a position (an integer >= 0)",
             errors={"Last-Event-ID": ["not an integer"]},
             kind="validation",
         )
-    store = services(current_app).store
     tail = _tail(current_app)
     limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
     slots = current_app.extensions.setdefault(
@@ -150,7 +150,7 @@ def stream_events():
                     wait = min(ends, last_sent + KEEP_ALIVE_SECONDS) - now
                     frames = tail.frames_after(after, wait)
                     if frames is None:  # older than the tail holds: from the store
-                        frames = [(r.position, _sse(r)) for r in store.read_all(after, PAGE)]
+                        frames = tail.frames_from_store(after)
                         if not frames:  # the log holds less than the tail (restored?): no spin
                             time.sleep(tail.poll_seconds)
                     for position, frame in frames:

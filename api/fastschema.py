@@ -27,7 +27,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, utils, validate
 
-from eventstore.events import Fingerprint
+from eventstore.events import Fingerprint, Instant, storable_time
 
 
 class Unsupported(TypeError):
@@ -79,6 +79,13 @@ def _aware_datetime(value):
         except (TypeError, AttributeError, ValueError):
             raise _INVALID from None
     if not utils.is_aware(value):
+        raise _INVALID
+    return value
+
+
+def _instant(value):
+    value = _aware_datetime(value)
+    if not storable_time(value):
         raise _INVALID
     return value
 
@@ -145,10 +152,10 @@ def _converter(field: fields.Field, skip: Collection[str]) -> Callable[[Any], An
         return _lowercase_string
     if kind is fields.UUID:
         return _uuid
-    if kind is fields.AwareDateTime:
+    if kind is fields.AwareDateTime or kind is Instant:
         if field.format not in (None, "iso", "iso8601") or field.default_timezone is not None:
             raise Unsupported(f"AwareDateTime(format={field.format!r}, default_timezone=...)")
-        return _aware_datetime
+        return _aware_datetime if kind is fields.AwareDateTime else _instant
     if kind is fields.IP:
         return _ip
     if kind is fields.List:

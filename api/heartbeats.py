@@ -6,7 +6,7 @@ import orjson
 from flask import Response, current_app, g, request
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from api.auth import require
 from api.fastschema import compile_loader
@@ -144,6 +144,12 @@ def record(committer: GroupCommitter, items: list[dict], metadata: dict) -> byte
         )
     try:
         receipt = committer.submit(beats, client_ids)
+    except DataError as exc:  # a value the database cannot store: retrying will not help
+        raise Problem(
+            422,
+            f"the database refused a value of these heartbeats: {exc.orig}",
+            kind="validation",
+        ) from None
     except (SQLAlchemyError, TimeoutError, ConcurrencyError) as exc:
         raise Problem(
             503,

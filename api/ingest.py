@@ -24,6 +24,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
+import sqlalchemy as sa
+
 from eventstore.decisions import ClusterCommands
 from eventstore.store import NewEvent
 
@@ -119,16 +121,30 @@ class GroupCommitter:
                     self._leading = False
 
     def _commit(self, group: list[_Pending]) -> None:
+        try:
+            self._write(group)
+        finally:
+            _release(group)
+
+    def _write(self, group: list[_Pending]) -> None:
+        """Commit the group and set each request's receipt, or its error."""
         started = time.perf_counter()
         try:
             result = self.commands.record_heartbeats(
                 [b for p in group for b in p.beats],
                 maybe_duplicates={i for p in group for i in p.client_ids},
             )
-        except BaseException as exc:  # every waiter must learn the outcome
+        except sa.exc.DataError as exc:
+            # The database refused a value (validation should have): commit the requests one
+            # by one, so that only the request that carries it fails, not its whole group.
+            if len(group) == 1:
+                _fail(group, exc)
+                return
             for pending in group:
-                pending.error = exc
-            _release(group)
+                self._write([pending])
+            return
+        except BaseException as exc:  # every waiter must learn the outcome
+            _fail(group, exc)
             return
         seconds = time.perf_counter() - started
         try:
@@ -147,8 +163,12 @@ class GroupCommitter:
         except BaseException as exc:  # committed, but the answer could not be made: no 202
             for pending in group:
                 pending.error = pending.error or exc
-        finally:
-            _release(group)
+
+
+def _fail(group: list[_Pending], exc: BaseException) -> None:
+    """Every request of the group learns the error."""
+    for pending in group:
+        pending.error = exc
 
 
 def _release(group: list[_Pending]) -> None:

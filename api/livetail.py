@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Frame = tuple[int, bytes]  # (position, the event rendered for the stream)
 
 PAGE = 500  # events per read, as a stream reads them
+CATCH_UP_READS = 2  # store reads at once per worker for streams behind the tail
 
 
 def _position(frame: Frame) -> int:
@@ -59,6 +60,7 @@ class LogTail:
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
+        self._catching_up = threading.BoundedSemaphore(CATCH_UP_READS)
         self._frames: list[Frame] = []
         self._base: int | None = None  # every event with base < position <= head is in _frames
         self._head: int | None = None
@@ -76,6 +78,15 @@ class LogTail:
         finally:
             with self._cond:
                 self._subscribers -= 1
+
+    def frames_from_store(self, after: int) -> list[Frame]:
+        """For a stream behind the tail: the next page after `after`, read from the store.
+        At most CATCH_UP_READS run at once per worker: hundreds of dashboards resuming from
+        far back queue here for the database instead of taking every pooled connection from
+        the other requests (measured: /cluster took 28 s behind 390 such streams)."""
+        with self._catching_up:
+            page = self.store.read_all(after, PAGE)
+        return [(r.position, self.render(r)) for r in page]
 
     def stop(self) -> None:
         """Wait for the follower to end once no stream is open (it notices within

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import marshmallow as ma
@@ -109,8 +110,19 @@ def handle_database_unavailable(error: Exception) -> Response:
     )
 
 
+def handle_unreadable_body(error: Exception) -> Response:
+    return problem_response(
+        400, "Bad Request", f"the request body could not be read: {error}", kind="bad-body"
+    )
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    # gunicorn parses a chunked body only as the app reads it: a malformed one raises there.
+    with contextlib.suppress(ImportError):  # gunicorn is not on every platform
+        from gunicorn.http.errors import ParseException
+
+        app.register_error_handler(ParseException, handle_unreadable_body)
     # Connection-level failures (database down, pool exhausted) are the client's cue to retry.
     for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
         app.register_error_handler(error, handle_database_unavailable)

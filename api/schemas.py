@@ -6,9 +6,17 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from eventstore.events import CATALOG, COMPONENTS, ConfigurationSchema, HeartbeatRecordedSchema
+from api.problems import Problem
+from eventstore.events import (
+    CATALOG,
+    COMPONENTS,
+    ConfigurationSchema,
+    HeartbeatRecordedSchema,
+    Instant,
+)
 
 MAX_BATCH = 1000
+MAX_POSITION = 2**63 - 1  # positions are PostgreSQL bigints
 SERVER_NAME = validate.Regexp(
     # (?!\n): Python's `$` also matches before a final newline; the pattern stays valid for the
     # OpenAPI document's (ECMA 262) readers, where it changes nothing.
@@ -81,9 +89,9 @@ class ClusterQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    at = fields.AwareDateTime(metadata={"description": "ISO-8601 time: the view as it was then"})
+    at = Instant(metadata={"description": "ISO-8601 time: the view as it was then"})
     position = fields.Integer(
-        validate=validate.Range(min=0), metadata={"description": "log position"}
+        validate=validate.Range(0, MAX_POSITION), metadata={"description": "log position"}
     )
 
     @ma.validates_schema
@@ -96,13 +104,13 @@ class EventsQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after = fields.Integer(load_default=0, validate=validate.Range(0, MAX_POSITION))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     type = fields.String(validate=validate.OneOf(sorted(CATALOG)))
     server = fields.String(validate=SERVER_NAME)
     component = fields.String(validate=validate.OneOf(COMPONENTS))
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = Instant()
+    until = Instant()
 
     @ma.validates_schema
     def ordered(self, data, **kwargs):
@@ -113,3 +121,16 @@ class EventsQuerySchema(ma.Schema):
 class ComponentPathSchema(ma.Schema):
     server = fields.String(validate=SERVER_NAME)
     component = fields.String(validate=validate.OneOf(COMPONENTS))
+
+
+def require_component_path(server: str, component: str) -> None:
+    """A 404 problem unless the path names a component that could exist (a server name no
+    heartbeat can carry is not looked up: it could only be unknown, or not storable)."""
+    try:
+        SERVER_NAME(server)
+    except ma.ValidationError:
+        raise Problem(404, f"no server named {server!r}", kind="not-found") from None
+    if component not in COMPONENTS:
+        raise Problem(
+            404, f"unknown component {component!r}: expected web or service", kind="not-found"
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from marshmallow import Schema, fields, validate
@@ -96,20 +96,59 @@ class Fingerprint(fields.String):
         return super()._deserialize(value, attr, data, **kwargs).lower()
 
 
+# What every time we take in must satisfy, because PostgreSQL stores it and psycopg reads it
+# back: a UTC offset PostgreSQL accepts (under 16 hours: "+16:00" fails the whole commit it is
+# in) and a moment whose UTC value stays far from datetime's year 1 and 9999 limits (psycopg
+# cannot read a time before year 1 back, and a date next to either limit overflows at the first
+# arithmetic). 1970-9000 keeps clocks with a dead battery (1970, 2000) and refuses nonsense.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_UTC_OFFSET = timedelta(hours=16)
+
+
+def storable_time(value: datetime) -> bool:
+    """Whether an aware datetime can be stored and read back (see above)."""
+    offset = value.utcoffset()
+    return offset is not None and abs(offset) < MAX_UTC_OFFSET and EARLIEST <= value < LATEST
+
+
+class Instant(fields.AwareDateTime):
+    """An ISO-8601 time with a UTC offset that clustermon can store (`storable_time`)."""
+
+    default_error_messages = {
+        "unstorable": "must be between 1970-01-01 and 9000-01-01 (UTC), with a UTC offset"
+        " under 16 hours",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        if not storable_time(loaded):
+            raise self.make_error("unstorable")
+        return loaded
+
+
+# Text that PostgreSQL can store: its text type refuses NUL characters (the whole commit fails).
+NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain NUL characters")
+
+
 class HeartbeatRecordedSchema(Schema):
     server = fields.String(required=True, validate=validate.Length(1, 200))
     component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
-    sent_at = fields.AwareDateTime(required=True)
+    sent_at = Instant(required=True)
     status = fields.String(load_default="ok", validate=validate.OneOf(STATUSES))
     verification = fields.String(load_default="verified", validate=validate.OneOf(VERIFICATIONS))
-    os = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    os = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=100), NO_NUL]
+    )
     os_version = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=100)
+        load_default=None, allow_none=True, validate=[validate.Length(max=100), NO_NUL]
     )
     ip = fields.IP(load_default=None, allow_none=True)
-    product = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    product = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=100), NO_NUL]
+    )
     product_version = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=50)
+        load_default=None, allow_none=True, validate=[validate.Length(max=50), NO_NUL]
     )
     encryption_key_fingerprint = Fingerprint(
         load_default=None,
@@ -119,7 +158,9 @@ class HeartbeatRecordedSchema(Schema):
             error="must be 64 hex characters (the SHA-256 of the key, never the key)",
         ),
     )
-    message = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    message = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=500), NO_NUL]
+    )
 
 
 HeartbeatRecorded.schema = HeartbeatRecordedSchema

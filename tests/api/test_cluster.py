@@ -124,6 +124,9 @@ def test_bad_time_travel_queries(client, tokens, post):
         "?at=2026-11-27T10:00:00",
         "?position=1&at=2026-11-27T10:00:00Z",
         "?nope=1",
+        "?at=0001-01-01T00:00:00%2B14:00",  # before year 1 in UTC: overflowed (500)
+        "?at=9999-12-31T23:59:59-23:59",
+        "?position=9223372036854775808",  # beyond a bigint
     ):
         response = client.get(f"/api/v1/cluster{query}", headers=tokens["viewer"])
         assert response.status_code == 422, query

@@ -1,6 +1,8 @@
 import threading
 from datetime import timedelta
 
+import pytest
+
 from api.app import services
 from tests.api.conftest import heartbeat
 
@@ -63,6 +65,8 @@ def test_bad_queries_are_422(client, tokens):
         "component=db",
         "bogus=1",
         "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+        "after=9223372036854775808",  # beyond a bigint (was a 500)
+        "since=0001-01-01T00:00:00%2B14:00",
     ):
         response = client.get(f"/api/v1/events?{query}", headers=tokens["viewer"])
         assert response.status_code == 422, query
@@ -85,11 +89,18 @@ def test_sse_stream_resumes_after_last_event_id(app, client, tokens, post):
     assert "event: HeartbeatRecorded" in text
 
 
-def test_sse_rejects_a_bad_last_event_id(client, tokens):
-    response = client.get(
-        "/api/v1/events/stream", headers={**tokens["viewer"], "Last-Event-ID": "abc"}
-    )
-    assert response.status_code == 422
+@pytest.mark.parametrize(
+    "last_event_id",
+    ["abc", "-1", "\u00b2", "9" * 5000, "9223372036854775808"],  # "²" passes str.isdigit
+)
+def test_sse_rejects_a_bad_last_event_id(client, tokens, last_event_id):
+    for request in (
+        {"headers": {**tokens["viewer"], "Last-Event-ID": last_event_id}},
+        {"headers": tokens["viewer"], "query_string": {"after": last_event_id}},
+    ):
+        response = client.get("/api/v1/events/stream", **request)
+        assert response.status_code == 422
+        assert response.mimetype == "application/problem+json"
 
 
 def test_live_streams_never_take_every_worker_thread(app, client, tokens):

@@ -10,6 +10,7 @@ fields; every document goes through orjson first, so it is what the API would se
 from __future__ import annotations
 
 import string
+from datetime import datetime
 
 import orjson
 import pytest
@@ -40,8 +41,10 @@ json_values = st.recursive(
 
 
 def _sized_text(limit: int):
-    return st.integers(max(0, limit - 2), limit + 2).map(lambda n: "x" * n) | st.text(
-        max_size=limit + 5
+    return (
+        st.integers(max(0, limit - 2), limit + 2).map(lambda n: "x" * n)
+        | st.text(max_size=limit + 5)
+        | st.sampled_from(["a\x00b", "\x00"])  # NUL: PostgreSQL's text refuses it
     )
 
 
@@ -51,6 +54,10 @@ server_names = (
     | st.text(max_size=10)
 )
 aware_times = st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat())
+# What clustermon stores: 1970-9000 in UTC (st.timezones' offsets are all under 16 hours).
+storable_times = st.datetimes(
+    min_value=datetime(1970, 1, 2), max_value=datetime(8999, 12, 30), timezones=st.timezones()
+).map(lambda t: t.isoformat())
 sent_ats = (
     aware_times
     | st.datetimes().map(lambda t: t.isoformat())  # naive: refused
@@ -64,6 +71,14 @@ sent_ats = (
             "20261127T100000Z",
             "2026-11-27 10:00:00+00:00",
             "2026-11-27T10:00:00+25:00",
+            "2026-11-27T10:00:00+16:00",  # an offset PostgreSQL refuses
+            "2026-11-27T10:00:00+15:59",
+            "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
+            "9999-12-31T23:59:59-23:59",  # after 9999 in UTC
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:00:00Z",
+            "8999-12-31T23:59:59-15:00",
+            "9000-01-01T00:00:00Z",
             "2026-02-30T10:00:00Z",
             "yesterday",
             "",
@@ -108,14 +123,14 @@ FIELDS = {
 VALID = {
     "server": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,30}\Z"),
     "component": st.sampled_from(["web", "service"]),
-    "sent_at": aware_times,
+    "sent_at": storable_times,
     "event_id": st.uuids().map(str),
     "status": st.sampled_from(["ok", "warning", "error"]),
     "verification": st.sampled_from(["verified", "unverified", "failed"]),
-    "os": st.text(max_size=100),
+    "os": st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=100),
     "ip": st.ip_addresses().map(str),
     "encryption_key_fingerprint": st.text(alphabet=HEX, min_size=64, max_size=64),
-    "message": st.text(max_size=500),
+    "message": st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=500),
 }
 REQUIRED = ("server", "component", "sent_at")
 

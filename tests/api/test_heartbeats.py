@@ -60,6 +60,16 @@ def test_the_same_id_twice_in_one_batch_is_stored_once(app, post):
         (heartbeat(event_id="not-a-uuid"), "event_id"),
         ({k: v for k, v in heartbeat().items() if k != "sent_at"}, "sent_at"),
         (heartbeat(os_version=24.04), "os_version"),
+        # Values PostgreSQL would refuse or could not give back: NUL in text, a UTC offset of
+        # 16 hours or more, a moment outside 1970-9000 in UTC (year 1, once in UTC: before
+        # year 1, which then broke every read of the log).
+        (heartbeat(message="a\x00b"), "message"),
+        (heartbeat(os="Ubuntu\x00"), "os"),
+        (heartbeat(product="\x00"), "product"),
+        (heartbeat(sent_at="2026-11-27T10:00:00+16:00"), "sent_at"),
+        (heartbeat(sent_at="0001-01-01T00:00:00+14:00"), "sent_at"),
+        (heartbeat(sent_at="9999-12-31T23:59:59-23:59"), "sent_at"),
+        (heartbeat(sent_at="1969-12-31T23:59:59Z"), "sent_at"),
     ],
 )
 def test_bad_heartbeats_get_field_errors_and_change_nothing(app, post, body, field):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from api.ingest import GroupCommitter
-from eventstore import EventStore, NewEvent
+from eventstore import EventStore, NewEvent, create_engine
 from eventstore.decisions import ClusterCommands
 from eventstore.events import HeartbeatRecorded
 
@@ -123,3 +124,35 @@ def test_a_request_that_gave_up_waiting_is_not_written(commands):
     assert committer.submit([_beat("later")]).accepted == 1
     streams = [e.stream for e in commands.store.read_all(0, None)]
     assert streams == ["lead/service", "later/service"]
+
+
+def test_a_value_the_database_refuses_fails_only_its_own_request(pg_database_url, clock):
+    # PostgreSQL refuses a UTC offset of 16 hours (validation refuses it before it gets here;
+    # this is the net behind it). The three queued requests share a group: that commit fails,
+    # and each request is committed alone, so that only the one carrying the value fails.
+    engine = create_engine(pg_database_url)
+    try:
+        commands = HeldCommands(EventStore(engine, clock))
+        committer = GroupCommitter(commands)
+        first, first_result = _in_threads(1, lambda i: committer.submit([_beat("lead")]))
+        assert commands.first_started.wait(10)
+        odd_clock = datetime(2026, 11, 27, 10, tzinfo=timezone(timedelta(hours=16)))
+        odd = NewEvent(  # as the API builds it: occurred_at is the sender's clock
+            HeartbeatRecorded(server="odd", component="service", sent_at=odd_clock),
+            occurred_at=odd_clock,
+        )
+        requests = [[_beat("a")], [odd], [_beat("b")]]
+        others, results = _in_threads(3, lambda i: committer.submit(requests[i]))
+        _queued(committer, 3)
+        commands.release.set()
+        for thread in [*first, *others]:
+            thread.join(10)
+
+        assert commands.groups[:2] == [1, 3]
+        assert first_result[0].accepted == 1
+        assert isinstance(results[1], sa.exc.DataError)
+        assert [results[0].accepted, results[2].accepted] == [1, 1]
+        stored = sorted(e.stream for e in commands.store.read_all(0, None))
+        assert stored == ["a/service", "b/service", "lead/service"]
+    finally:
+        engine.dispose()

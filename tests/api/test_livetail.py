@@ -1,9 +1,11 @@
 """The worker's live tail of the log (api/livetail.py) at the edges of what it remembers."""
 
+import threading
+
 import pytest
 
 from api.app import services
-from api.livetail import LogTail
+from api.livetail import CATCH_UP_READS, LogTail
 from tests.api.conftest import heartbeat
 
 WAIT = 10  # seconds: only ever reached if the follower never delivers
@@ -56,3 +58,45 @@ def test_a_follower_that_dies_is_replaced_while_streams_wait(app, post):
         assert tail.follower is not first
         post(heartbeat(server="second"))
         assert positions(tail.frames_after(1, WAIT)) == [2]
+
+
+def test_streams_far_behind_take_turns_at_the_store(app, post):
+    # Dashboards resuming from the start of a long log read it page by page from the store:
+    # no more than CATCH_UP_READS of those reads at once, whatever the number of streams.
+    store = services(app).store
+    post({"heartbeats": [heartbeat(server=f"s{i}") for i in range(1000)]})
+    tail = LogTail(store, lambda r: b"", poll_seconds=0.01, keep=10)
+    running, most, lock = 0, 0, threading.Lock()
+    read_all = store.read_all
+
+    def counted(*args, **kwargs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return read_all(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    store.read_all = counted
+    start = threading.Barrier(8)
+    seen = {}
+
+    def dashboard(n):
+        after, got = 0, []
+        start.wait(timeout=10)
+        while after < 1000:
+            frames = tail.frames_from_store(after)
+            got += positions(frames)
+            after = frames[-1][0]
+        seen[n] = got
+
+    threads = [threading.Thread(target=dashboard, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert seen == {n: list(range(1, 1001)) for n in range(8)}
+    assert most <= CATCH_UP_READS

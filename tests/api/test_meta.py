@@ -32,6 +32,15 @@ def test_openapi_names_the_contract(client):
         assert path in paths, path
     assert client.get("/api/v1/openapi.json").get_json()["paths"] == paths
     assert "Heartbeat" in spec["components"]["schemas"]
+    # Errors are documented as what they are: RFC 9457 problem documents.
+    error = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
+    assert list(error) == ["application/problem+json"]
+    assert set(spec["components"]["schemas"]["Problem"]["properties"]) >= {
+        "type",
+        "title",
+        "status",
+        "detail",
+    }
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert b"/api/v1/heartbeats" in docs.data

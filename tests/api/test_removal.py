@@ -20,10 +20,13 @@ def test_removing_twice_or_unknown_is_404(app, client, tokens, post):
         "/api/v1/servers/web01/components/service",  # never seen
         "/api/v1/servers/nobody/components/web",
         "/api/v1/servers/web01/components/database",  # not a component kind
+        "/api/v1/servers/a%00b/components/web",  # no server can have this name (was a 500)
     ):
         response = client.delete(path, headers=tokens["admin"])
         assert response.status_code == 404, path
         assert response.mimetype == "application/problem+json"
+    history = client.get("/api/v1/servers/a%00b/components/web/history", headers=tokens["viewer"])
+    assert history.status_code == 404
     assert [e.type for e in services(app).store.read_all(0, None)] == [
         "HeartbeatRecorded",
         "ComponentRemoved",

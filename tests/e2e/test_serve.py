@@ -66,3 +66,28 @@ def test_many_dashboards_stream_live_while_agents_send_heartbeats(server):
         data = orjson.loads(next(lines).removeprefix(b"data: "))
         assert data["data"]["server"] == "web07"
         connection.close()
+
+
+def test_a_malformed_chunked_body_is_a_400_problem_and_records_nothing(server):
+    # gunicorn reads a chunked body only when the app asks for it: a bad chunk size surfaced
+    # inside the view as an unexpected error (500).
+    server.cli("db", "upgrade")
+    agent = server.cli("token", "create", "--role", "agent", "--name", "agent")
+    viewer = server.cli("token", "create", "--role", "viewer", "--name", "viewer")
+    server.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    connection.putrequest("POST", "/api/v1/heartbeats")
+    connection.putheader("Authorization", f"Bearer {agent}")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders(b"zz\r\nabc\r\n0\r\n\r\n")
+    response = connection.getresponse()
+    assert response.status == 400
+    assert response.getheader("Content-Type") == "application/problem+json"
+    assert "could not be read" in orjson.loads(response.read())["detail"]
+    connection.close()
+    log = urllib.request.Request(
+        server.url + "/api/v1/events", headers={"Authorization": f"Bearer {viewer}"}
+    )
+    with urllib.request.urlopen(log, timeout=5) as response:
+        assert orjson.loads(response.read())["events"] == []
