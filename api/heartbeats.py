@@ -145,10 +145,10 @@ def record(committer: GroupCommitter, items: list[dict], metadata: dict) -> byte
     try:
         receipt = committer.submit(beats, client_ids)
     except DataError as exc:  # a value the database cannot store: retrying will not help
+        diag = getattr(exc.orig, "diag", None)  # PostgreSQL's own words, not our statement
+        reason = getattr(diag, "message_primary", None) or exc.orig.__class__.__name__
         raise Problem(
-            422,
-            f"the database refused a value of these heartbeats: {exc.orig}",
-            kind="validation",
+            422, f"the database refused a value of these heartbeats: {reason}", kind="validation"
         ) from None
     except (SQLAlchemyError, TimeoutError, ConcurrencyError) as exc:
         raise Problem(

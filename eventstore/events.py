@@ -97,19 +97,27 @@ class Fingerprint(fields.String):
 
 
 # What every time we take in must satisfy, because PostgreSQL stores it and psycopg reads it
-# back: a UTC offset PostgreSQL accepts (under 16 hours: "+16:00" fails the whole commit it is
-# in) and a moment whose UTC value stays far from datetime's year 1 and 9999 limits (psycopg
-# cannot read a time before year 1 back, and a date next to either limit overflows at the first
-# arithmetic). 1970-9000 keeps clocks with a dead battery (1970, 2000) and refuses nonsense.
+# back: a UTC offset PostgreSQL accepts (whole minutes under 16 hours: "+16:00" fails the whole
+# commit it is in), and a moment whose UTC value stays far from datetime's year 1 and 9999
+# limits (psycopg cannot read a time before year 1 back, and a date next to either limit
+# overflows at the first arithmetic). 1970-9000 keeps clocks with a dead battery (1970, 2000)
+# and refuses nonsense.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_UTC_OFFSET = timedelta(hours=16)
 
 
 def storable_time(value: datetime) -> bool:
-    """Whether an aware datetime can be stored and read back (see above)."""
+    """Whether an aware datetime can be stored and read back (see above). The offset must be
+    whole minutes too: JSON and PostgreSQL carry offsets as +hh:mm, and orjson rounds seconds
+    away (+00:00:01 became +00:00, a second off; +00:59:59 became the invalid +00:60)."""
     offset = value.utcoffset()
-    return offset is not None and abs(offset) < MAX_UTC_OFFSET and EARLIEST <= value < LATEST
+    return (
+        offset is not None
+        and abs(offset) < MAX_UTC_OFFSET
+        and not offset % timedelta(minutes=1)
+        and EARLIEST <= value < LATEST
+    )
 
 
 class Instant(fields.AwareDateTime):
@@ -117,7 +125,7 @@ class Instant(fields.AwareDateTime):
 
     default_error_messages = {
         "unstorable": "must be between 1970-01-01 and 9000-01-01 (UTC), with a UTC offset"
-        " under 16 hours",
+        " of whole minutes under 16 hours",
     }
 
     def _deserialize(self, value, attr, data, **kwargs):

@@ -73,6 +73,8 @@ sent_ats = (
             "2026-11-27T10:00:00+25:00",
             "2026-11-27T10:00:00+16:00",  # an offset PostgreSQL refuses
             "2026-11-27T10:00:00+15:59",
+            "2026-11-27T10:00:00+00:59:59",  # offsets in seconds: not whole minutes
+            "2026-11-27T10:00:00-00:00:01",
             "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
             "9999-12-31T23:59:59-23:59",  # after 9999 in UTC
             "1969-12-31T23:59:59Z",
@@ -127,10 +129,12 @@ VALID = {
     "event_id": st.uuids().map(str),
     "status": st.sampled_from(["ok", "warning", "error"]),
     "verification": st.sampled_from(["verified", "unverified", "failed"]),
-    "os": st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=100),
+    "os": st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=100),
     "ip": st.ip_addresses().map(str),
     "encryption_key_fingerprint": st.text(alphabet=HEX, min_size=64, max_size=64),
-    "message": st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=500),
+    "message": st.text(
+        alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=500
+    ),
 }
 REQUIRED = ("server", "component", "sent_at")
 

@@ -70,6 +70,8 @@ def test_the_same_id_twice_in_one_batch_is_stored_once(app, post):
         (heartbeat(sent_at="0001-01-01T00:00:00+14:00"), "sent_at"),
         (heartbeat(sent_at="9999-12-31T23:59:59-23:59"), "sent_at"),
         (heartbeat(sent_at="1969-12-31T23:59:59Z"), "sent_at"),
+        (heartbeat(sent_at="2026-11-27T10:00:00+00:59:59"), "sent_at"),  # stored as "+00:60"
+        (heartbeat(sent_at="2026-11-27T10:00:00+00:00:01"), "sent_at"),  # stored a second off
     ],
 )
 def test_bad_heartbeats_get_field_errors_and_change_nothing(app, post, body, field):
