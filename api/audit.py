@@ -14,6 +14,7 @@ from api.app import services
 from api.auth import require
 from api.heartbeats import json_body
 from api.problems import Problem, invalid
+from api.responses import REPORT_FORMATS, AnswerSchema
 from api.schemas import require_component_path
 from eventstore.events import Instant
 from projections import episodes, explain, report_store, reports, whatif
@@ -133,6 +134,7 @@ def _horizon(until: datetime) -> datetime:
     "= recovery, cause, configuration in force, detector, and the positions of the events "
     "they were built from.",
 )
+@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def outages(since=None, until=None):
     since, until = _period(since, until)
     result = episodes.build(services(current_app).store, _horizon(until), since=since)
@@ -154,6 +156,7 @@ def outages(since=None, until=None):
     description="A failover: a Service component timed out while another Service component "
     "stayed current (the work moved). A cluster outage: no current Service component at all.",
 )
+@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def failovers(since=None, until=None):
     since, until = _period(since, until)
     result = episodes.build(services(current_app).store, _horizon(until), since=since)
@@ -174,6 +177,7 @@ def failovers(since=None, until=None):
     description="The episodes, failovers and cluster outages that would have happened, beside "
     "the ones that did.",
 )
+@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def what_if(since=None, until=None, **settings):
     since, until = _period(since, until)
     return whatif.what_if(services(current_app).store, since, _horizon(until), settings)
@@ -191,6 +195,7 @@ def what_if(since=None, until=None, **settings):
     "the timeout in force and the configuration change that set it, the detector of the "
     "timeout, monitor gaps, removals and recoveries.",
 )
+@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def explain_component(server: str, component: str, at=None):
     require_component_path(server, component)
     svc = services(current_app)
@@ -207,6 +212,7 @@ def explain_component(server: str, component: str, at=None):
 @require("viewer")
 @blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
 @blp.doc(summary="Stored reports, newest first")
+@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def list_reports(limit, kind=None, before=None):
     rows = report_store.listing(services(current_app).engine, kind=kind, limit=limit, before=before)
     return {"reports": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
@@ -231,6 +237,7 @@ def list_reports(limit, kind=None, before=None):
         },
     },
 )
+@blp.doc(responses={"201": {**REPORT_FORMATS, "description": "The stored report"}})
 @require("admin")
 def create_report():
     try:
@@ -262,6 +269,7 @@ def create_report():
     description="`?format=` or the Accept header (application/json, text/csv, text/html). The "
     "HTML page has an inline SVG timeline and no external assets.",
 )
+@blp.doc(responses={"200": REPORT_FORMATS})
 def get_report(report_id: int, format=None):
     report = (
         report_store.get(services(current_app).engine, report_id) if report_id <= MAX_ID else None

@@ -10,6 +10,7 @@ from api.app import services
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
 from api.problems import Problem, invalid
+from api.responses import ClusterViewSchema, HistorySchema, RemovalSchema
 from api.schemas import (
     ClusterQuerySchema,
     ConfigurationOutSchema,
@@ -46,6 +47,7 @@ def _renderer() -> ViewRenderer:
     description="The current view, or with `at` (ISO-8601) / `position` the view as it was "
     "then: nearest snapshot + fold of the tail, staleness evaluated at that time.",
 )
+@blp.alt_response(200, schema=ClusterViewSchema, success=True, description="The cluster view")
 def get_cluster(at=None, position=None):
     svc = services(current_app)
     if at is None and position is None:
@@ -100,7 +102,7 @@ def put_configuration():
 
 @blp.route("/servers/<server>/components/<component>", methods=["DELETE"])
 @blp.doc(summary="Remove a component from the cluster by hand")
-@blp.response(200)
+@blp.response(200, RemovalSchema)
 @require("admin")
 def delete_component(server: str, component: str):
     require_component_path(server, component)
@@ -115,6 +117,7 @@ def delete_component(server: str, component: str):
 
 @blp.route("/servers/<server>/components/<component>/history", methods=["GET"])
 @blp.doc(summary="State transitions of a component over time, each with its reason")
+@blp.alt_response(200, schema=HistorySchema, success=True, description="The transitions")
 @require("viewer")
 def component_history(server: str, component: str):
     require_component_path(server, component)

@@ -16,6 +16,7 @@ from api.app import services
 from api.auth import require
 from api.livetail import LogTail
 from api.problems import Problem
+from api.responses import EVENT_STREAM, EventsPageSchema
 from api.schemas import MAX_POSITION, EventsQuerySchema
 from eventstore.events import component_stream
 from eventstore.store import RecordedEvent
@@ -42,6 +43,7 @@ def event_json(r: RecordedEvent) -> dict:
 @require("viewer")
 @blp.arguments(EventsQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
 @blp.doc(summary="The log in position order, paged with after/limit, filtered")
+@blp.alt_response(200, schema=EventsPageSchema, success=True, description="One page of the log")
 def list_events(after, limit, type=None, server=None, component=None, since=None, until=None):
     streams = prefix = None
     if server and component:
@@ -103,6 +105,7 @@ _tail_lock = threading.Lock()
 
 
 @blp.route("/events/stream", methods=["GET"])
+@blp.doc(responses={"200": EVENT_STREAM})
 @blp.doc(
     summary="Live events (Server-Sent Events)",
     description="`id:` is the position; reconnecting with `Last-Event-ID` (or `?after=`) "

@@ -1,5 +1,6 @@
 """Schemathesis against our own OpenAPI document: valid and invalid generated requests to every
-operation; none may produce a 5xx, and every 4xx must be application/problem+json.
+operation; none may produce a 5xx, every 4xx must be application/problem+json, and every success
+must be a status and media type the document names.
 
 Runs on SQLite to stay fast; the hand-written API tests cover both databases. (schemathesis'
 own pytest plugin does not support pytest 9 yet, so the operations are driven directly.)
@@ -62,10 +63,16 @@ def _fuzz(operation, mode, token):
         response = case.call(headers={"Authorization": f"Bearer {token}"})
         label = f"{case.method} {case.formatted_path} -> {response.status_code}"
         assert response.status_code < 500, label + ": " + response.text[:500]
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        content_type = headers.get("content-type", "")
+        content_type = content_type[0] if isinstance(content_type, list) else content_type
         if response.status_code >= 400:
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            content_type = headers["content-type"]
-            content_type = content_type[0] if isinstance(content_type, list) else content_type
             assert content_type.startswith("application/problem+json"), label
+        elif response.status_code != 204:  # a success is documented with its media type
+            documented = operation.definition.raw["responses"].get(str(response.status_code))
+            assert documented is not None, label + ": undocumented status"
+            assert any(content_type.startswith(t) for t in documented.get("content", {})), (
+                f"{label}: {content_type} is not documented"
+            )
 
     check()
