@@ -15,7 +15,7 @@ from api import settings
 from api.app import services
 from api.auth import require
 from api.livetail import LogTail
-from api.problems import Problem
+from api.problems import Problem, invalid
 from api.responses import EVENT_STREAM, EventsPageSchema
 from api.schemas import MAX_POSITION, EventsQuerySchema
 from eventstore.events import component_stream
@@ -118,15 +118,20 @@ _tail_lock = threading.Lock()
 )
 @require("viewer")
 def stream_events():
+    unknown = set(request.args) - {"after"}
+    if unknown:
+        raise invalid({name: ["unknown query parameter"] for name in sorted(unknown)})
+    # The header wins (a reconnecting browser sends it), but neither may be malformed.
+    for name, raw in (
+        ("Last-Event-ID", request.headers.get("Last-Event-ID")),
+        ("after", request.args.get("after")),
+    ):
+        # ASCII digits only (str.isdigit also takes "²"), and within a bigint.
+        if raw and not (
+            raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_POSITION
+        ):
+            raise invalid({name: ["must be a position: an integer from 0 to 2^63-1"]})
     raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    # ASCII digits only (str.isdigit also takes "²"), and within a bigint.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_POSITION):
-        raise Problem(
-            422,
-            "Last-Event-ID / after must be a position (an integer >= 0)",
-            errors={"Last-Event-ID": ["not an integer"]},
-            kind="validation",
-        )
     tail = _tail(current_app)
     limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
     slots = current_app.extensions.setdefault(

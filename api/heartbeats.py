@@ -79,14 +79,27 @@ def request_metadata() -> dict:
     return actor_metadata(g.principal, request.remote_addr, request.headers.get("X-Request-ID"))
 
 
+MAX_REQUEST_ID = 200  # characters of X-Request-ID kept with each event
+
+
 def actor_metadata(principal: Principal, source: str | None, request_id: str | None) -> dict:
     """What every event records about who sent it."""
     return {
         "actor": principal.name,
         "role": principal.role,
         "source": source,
-        "correlation_id": request_id,
+        "correlation_id": _correlation_id(request_id),
     }
+
+
+def _correlation_id(header: str | None) -> str | None:
+    """X-Request-ID as sent: WSGI hands header bytes over as Latin-1, so UTF-8 is decoded again
+    (an unreadable byte becomes U+FFFD, NUL is dropped: PostgreSQL's JSON refuses it), and only
+    the first MAX_REQUEST_ID characters are kept: it is copied into every event."""
+    if not header:
+        return None
+    text = header.encode("latin-1", "replace").decode("utf-8", "replace")
+    return text.replace("\x00", "")[:MAX_REQUEST_ID] or None
 
 
 @blp.route("/heartbeats", methods=["POST"])

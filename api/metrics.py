@@ -128,7 +128,7 @@ def init_app(app: Flask) -> None:
             registry = REGISTRY
         body = generate_latest(registry)
         body += generate_latest(_single(lag))
-        return Response(body, mimetype=CONTENT_TYPE_LATEST)
+        return Response(body, content_type=CONTENT_TYPE_LATEST)  # it names its charset
 
 
 def _single(collector) -> CollectorRegistry:

@@ -103,6 +103,18 @@ def test_sse_rejects_a_bad_last_event_id(client, tokens, last_event_id):
         assert response.mimetype == "application/problem+json"
 
 
+def test_sse_names_the_bad_parameter_and_refuses_unknown_ones(client, tokens):
+    viewer = tokens["viewer"]
+    bad_after = client.get(
+        "/api/v1/events/stream?after=abc", headers={**viewer, "Last-Event-ID": "1"}
+    )
+    assert bad_after.status_code == 422
+    assert list(bad_after.get_json()["errors"]) == ["after"]
+    unknown = client.get("/api/v1/events/stream?foo=1", headers=viewer)
+    assert unknown.status_code == 422
+    assert list(unknown.get_json()["errors"]) == ["foo"]
+
+
 def test_live_streams_never_take_every_worker_thread(app, client, tokens):
     app.config["THREADS"] = 2  # one stream slot
     app.config["SSE_MAX_SECONDS"] = 0.05

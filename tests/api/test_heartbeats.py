@@ -3,6 +3,7 @@ import uuid
 import pytest
 
 from api.app import services
+from api.heartbeats import MAX_REQUEST_ID
 from tests.api.conftest import heartbeat
 
 
@@ -156,3 +157,19 @@ def test_a_heartbeat_in_time_records_no_outage(app, post, clock):
     clock.advance(minutes=5)  # exactly at the deadline: still current
     post(heartbeat())
     assert [e.type for e in _log(app)] == ["HeartbeatRecorded", "HeartbeatRecorded"]
+
+
+def test_the_request_id_is_kept_readable_and_bounded(app, client, tokens):
+    # WSGI hands header bytes over as Latin-1: "é" sent in UTF-8 came back as "Ã©"; and the
+    # id is copied into every event, so a 7,000-character one is cut to MAX_REQUEST_ID.
+    for request_id, kept in (
+        ("réseau-42".encode().decode("latin-1"), "réseau-42"),
+        ("x" * 7000, "x" * MAX_REQUEST_ID),
+    ):
+        response = client.post(
+            "/api/v1/heartbeats",
+            json=heartbeat(),
+            headers={**tokens["agent"], "X-Request-ID": request_id},
+        )
+        assert response.status_code == 202
+        assert _log(app)[-1].metadata["correlation_id"] == kept
