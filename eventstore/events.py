@@ -187,12 +187,34 @@ class ConfigurationChanged(Event):
         return CLUSTER_STREAM
 
 
+class JsonBoolean(fields.Boolean):
+    """JSON true or false only (marshmallow also takes 0, 1, "yes", "off", ...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value.__class__ is not bool:
+            raise self.make_error("invalid")
+        return value
+
+
+class JsonInteger(fields.Integer):
+    """A JSON integer only (marshmallow also takes "30", 30.0 and true)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value.__class__ is not int:
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _seconds(low: int, high: int) -> JsonInteger:
+    return JsonInteger(validate=validate.Range(low, high))
+
+
 class ConfigurationSchema(Schema):
-    load_balancing = fields.Boolean()
-    automatic_failover = fields.Boolean()
-    heartbeat_frequency_seconds = fields.Integer(validate=validate.Range(1, 3600))
-    stale_timeout_seconds = fields.Integer(validate=validate.Range(1, 7 * 86400))
-    web_stale_timeout_seconds = fields.Integer(validate=validate.Range(60, 30 * 86400))
+    load_balancing = JsonBoolean()
+    automatic_failover = JsonBoolean()
+    heartbeat_frequency_seconds = _seconds(1, 3600)
+    stale_timeout_seconds = _seconds(1, 7 * 86400)
+    web_stale_timeout_seconds = _seconds(60, 30 * 86400)
 
 
 class ConfigurationChangedSchema(Schema):

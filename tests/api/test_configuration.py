@@ -46,6 +46,11 @@ def test_setting_the_same_values_records_nothing(app, client, tokens):
         ({"stale_timeout_seconds": "soon"}, "stale_timeout_seconds"),
         ({"heartbeat_frequency_seconds": 3601}, "heartbeat_frequency_seconds"),
         ({"load_balancing": "perhaps"}, "load_balancing"),
+        # JSON types only: 0, "yes", "600" and 600.0 are not what the contract names
+        ({"load_balancing": 0}, "load_balancing"),
+        ({"automatic_failover": "yes"}, "automatic_failover"),
+        ({"stale_timeout_seconds": "600"}, "stale_timeout_seconds"),
+        ({"stale_timeout_seconds": 600.0}, "stale_timeout_seconds"),
         ({"primary_server": "web01"}, "primary_server"),
         ({}, "_schema"),
         # not below two heartbeat periods (the product docs discourage low stale timeouts)
