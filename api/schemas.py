@@ -118,11 +118,6 @@ class EventsQuerySchema(ma.Schema):
             raise ma.ValidationError("until must not be before since", "until")
 
 
-class ComponentPathSchema(ma.Schema):
-    server = fields.String(validate=SERVER_NAME)
-    component = fields.String(validate=validate.OneOf(COMPONENTS))
-
-
 def require_component_path(server: str, component: str) -> None:
     """A 404 problem unless the path names a component that could exist (a server name no
     heartbeat can carry is not looked up: it could only be unknown, or not storable)."""

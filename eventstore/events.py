@@ -139,25 +139,23 @@ class Instant(fields.AwareDateTime):
 NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain NUL characters")
 
 
+def _optional_text(max_length: int) -> fields.String:
+    return fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(max=max_length), NO_NUL]
+    )
+
+
 class HeartbeatRecordedSchema(Schema):
     server = fields.String(required=True, validate=validate.Length(1, 200))
     component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
     sent_at = Instant(required=True)
     status = fields.String(load_default="ok", validate=validate.OneOf(STATUSES))
     verification = fields.String(load_default="verified", validate=validate.OneOf(VERIFICATIONS))
-    os = fields.String(
-        load_default=None, allow_none=True, validate=[validate.Length(max=100), NO_NUL]
-    )
-    os_version = fields.String(
-        load_default=None, allow_none=True, validate=[validate.Length(max=100), NO_NUL]
-    )
+    os = _optional_text(100)
+    os_version = _optional_text(100)
     ip = fields.IP(load_default=None, allow_none=True)
-    product = fields.String(
-        load_default=None, allow_none=True, validate=[validate.Length(max=100), NO_NUL]
-    )
-    product_version = fields.String(
-        load_default=None, allow_none=True, validate=[validate.Length(max=50), NO_NUL]
-    )
+    product = _optional_text(100)
+    product_version = _optional_text(50)
     encryption_key_fingerprint = Fingerprint(
         load_default=None,
         allow_none=True,
@@ -166,9 +164,7 @@ class HeartbeatRecordedSchema(Schema):
             error="must be 64 hex characters (the SHA-256 of the key, never the key)",
         ),
     )
-    message = fields.String(
-        load_default=None, allow_none=True, validate=[validate.Length(max=500), NO_NUL]
-    )
+    message = _optional_text(500)
 
 
 HeartbeatRecorded.schema = HeartbeatRecordedSchema

@@ -59,8 +59,9 @@ def schedulers(url, tmp_path):
     for process in started.values():
         try:
             process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a hung child
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hung or starved child
             process.kill()
+            process.wait(timeout=10)  # reaped here, not left running for the GC to warn about
 
 
 def wait_for(predicate, timeout, what):
