@@ -91,7 +91,7 @@ class ClusterQuerySchema(ma.Schema):
 
     at = Instant(metadata={"description": "ISO-8601 time: the view as it was then"})
     position = fields.Integer(
-        validate=validate.Range(0, MAX_POSITION), metadata={"description": "log position"}
+        validate=validate.Range(1, MAX_POSITION), metadata={"description": "log position"}
     )
 
     @ma.validates_schema

@@ -120,6 +120,7 @@ def test_bad_time_travel_queries(client, tokens, post):
     for query in (
         "?at=yesterday",
         "?position=-3",
+        "?position=0",  # the first event is position 1 (the document says so too)
         "?position=abc",
         "?at=2026-11-27T10:00:00",
         "?position=1&at=2026-11-27T10:00:00Z",
