@@ -17,7 +17,7 @@ from api.auth import require
 from api.livetail import LogTail
 from api.problems import Problem, invalid
 from api.responses import EVENT_STREAM, EventsPageSchema
-from api.schemas import MAX_POSITION, EventsQuerySchema
+from api.schemas import MAX_POSITION, EventsQuerySchema, StreamQuerySchema
 from eventstore.events import component_stream
 from eventstore.store import RecordedEvent
 
@@ -117,21 +117,16 @@ _tail_lock = threading.Lock()
     "then).",
 )
 @require("viewer")
-def stream_events():
-    unknown = set(request.args) - {"after"}
-    if unknown:
-        raise invalid({name: ["unknown query parameter"] for name in sorted(unknown)})
-    # The header wins (a reconnecting browser sends it), but neither may be malformed.
-    for name, raw in (
-        ("Last-Event-ID", request.headers.get("Last-Event-ID")),
-        ("after", request.args.get("after")),
-    ):
-        # ASCII digits only (str.isdigit also takes "²"), and within a bigint.
-        if raw and not (
-            raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_POSITION
-        ):
-            raise invalid({name: ["must be a position: an integer from 0 to 2^63-1"]})
-    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+@blp.arguments(StreamQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+def stream_events(after=0):
+    # The header wins (a reconnecting browser sends it), but may not be malformed either:
+    # ASCII digits only (str.isdigit also takes "²"), within a bigint.
+    header = request.headers.get("Last-Event-ID")
+    if header:
+        digits = header.isascii() and header.isdigit() and len(header) <= 19
+        if not digits or int(header) > MAX_POSITION:
+            raise invalid({"Last-Event-ID": ["must be a position: an integer from 0 to 2^63-1"]})
+        after = int(header)
     tail = _tail(current_app)
     limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
     slots = current_app.extensions.setdefault(
@@ -170,7 +165,7 @@ def stream_events():
             slots.release()
 
     return Response(
-        stream_with_context(generate(int(raw))),
+        stream_with_context(generate(after)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

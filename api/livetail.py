@@ -103,7 +103,7 @@ class LogTail:
         with self._cond:
             while True:
                 self._ensure_follower()  # one that ended by surprise is replaced
-                if self._base is not None and self._head is not None:
+                if self._head is not None:  # set with _base, once the follower read the head
                     if after < self._base:
                         return None
                     if after < self._head:

@@ -118,6 +118,16 @@ class EventsQuerySchema(ma.Schema):
             raise ma.ValidationError("until must not be before since", "until")
 
 
+class StreamQuerySchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+    after = fields.Integer(
+        validate=validate.Range(0, MAX_POSITION),
+        metadata={"description": "resume after this position (a `Last-Event-ID` header wins)"},
+    )
+
+
 def require_component_path(server: str, component: str) -> None:
     """A 404 problem unless the path names a component that could exist (a server name no
     heartbeat can carry is not looked up: it could only be unknown, or not storable)."""
