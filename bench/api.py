@@ -42,7 +42,15 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api import settings
-from bench.common import BENCH_URL, libpq, scratch_database
+from bench.common import (
+    BENCH_URL,
+    TICK,
+    database_backends,
+    libpq,
+    processes,
+    scratch_database,
+    usage,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,52 +130,27 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
 
 
 PHASES = ("healthz", "single", "batch")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-                found[int(entry)] = (int(stat[1]), cmdline.decode(errors="replace"))
-    return found
-
-
-def _usage(pid: int) -> tuple[int, int, int]:
-    """(user ticks, system ticks, context switches of all its threads) of one process."""
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        switches = 0
-        for task in os.listdir(f"/proc/{pid}/task"):
-            status = Path(f"/proc/{pid}/task/{task}/status").read_text()
-            switches += sum(map(int, re.findall(r"ctxt_switches:\s+(\d+)", status)))
-        return int(fields[11]), int(fields[12]), switches
-    return 0, 0, 0
 
 
 def cpu_sample(server: Server) -> dict:
     """CPU used so far by the server's processes and by its database's PostgreSQL backends,
     and the commits of that database (Linux /proc and pg_stat_database)."""
-    processes = _processes()
+    found = processes()
     ours, grown = {server.pid}, True
     while grown:  # the server's process and its descendants (gunicorn's workers)
         grown = False
-        for pid, (parent, _) in processes.items():
+        for pid, (parent, _) in found.items():
             if parent in ours and pid not in ours:
                 ours.add(pid)
                 grown = True
-    backends = {p for p, (_, cmd) in processes.items() if f" {server.database} " in cmd}
+    backends = database_backends(server.database, found)
     with psycopg.connect(libpq(BENCH_URL), autocommit=True) as conn:
         commits = conn.execute(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (server.database,)
         ).fetchone()[0]
     return {
-        "server": [sum(x) for x in zip(*(_usage(p) for p in ours), strict=True)],
-        "postgres": [sum(x) for x in zip(*(_usage(p) for p in backends or {0}), strict=True)],
+        "server": [sum(x) for x in zip(*(usage(p) for p in ours), strict=True)],
+        "postgres": [sum(x) for x in zip(*(usage(p) for p in backends or {0}), strict=True)],
         "commits": commits,
     }
 

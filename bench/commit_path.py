@@ -22,33 +22,14 @@ if "--gevent" in sys.argv:  # before psycopg is imported: it picks its wait func
     monkey.patch_all()
 
 import argparse
-import os
 import time
-from pathlib import Path
 
-from bench.common import heartbeat, scratch_database
+from bench.common import cpu_seconds, database_backends, heartbeat, scratch_database
 from eventstore import EventStore, create_engine
 from eventstore.decisions import ClusterCommands
 from eventstore.store import NewEvent
 
-TICK = os.sysconf("SC_CLK_TCK")
 META = {"actor": "agent", "source": "10.0.0.1"}
-
-
-def backend_seconds(database: str) -> float:
-    """CPU seconds used so far by the PostgreSQL backends connected to `database`."""
-    ticks = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            if f" {database} ".encode() in cmdline:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
-        except OSError:
-            continue
-    return ticks / TICK
 
 
 def main() -> None:
@@ -70,7 +51,7 @@ def main() -> None:
             print(f"round {round_}")
             for size in sizes:
                 calls = 0
-                pg, cpu = backend_seconds(database), time.thread_time()
+                pg, cpu = cpu_seconds(database_backends(database)), time.thread_time()
                 started = time.perf_counter()
                 while time.perf_counter() - started < args.seconds:
                     group = [NewEvent(heartbeat(n + i), metadata=META) for i in range(size)]
@@ -79,7 +60,7 @@ def main() -> None:
                     calls += 1
                 wall = (time.perf_counter() - started) / calls * 1e6
                 cpu = (time.thread_time() - cpu) / calls * 1e6
-                pg = (backend_seconds(database) - pg) / calls * 1e6
+                pg = (cpu_seconds(database_backends(database)) - pg) / calls * 1e6
                 print(
                     f"  group of {size:2d}: per call {wall:5.0f} us wall, client {cpu:4.0f} us,"
                     f" PostgreSQL {pg:4.0f} us CPU; per heartbeat client {cpu / size:4.0f} us,"

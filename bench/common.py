@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import statistics
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import psycopg
@@ -132,3 +134,43 @@ CREATE TABLE raw_events (
 
 def median_rate(samples: list[float]) -> float:
     return statistics.median(samples)
+
+
+# --- CPU from /proc (Linux) -------------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+                found[int(entry)] = (int(stat[1]), cmdline.decode(errors="replace"))
+    return found
+
+
+def database_backends(database: str, found: dict[int, tuple[int, str]] | None = None) -> set[int]:
+    """The PostgreSQL backends connected to `database` (their title names it)."""
+    found = processes() if found is None else found
+    return {pid for pid, (_, cmdline) in found.items() if f" {database} " in cmdline}
+
+
+def usage(pid: int) -> tuple[int, int, int]:
+    """(user ticks, system ticks, context switches of all its threads) of one process."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        switches = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+            switches += sum(map(int, re.findall(r"ctxt_switches:\s+(\d+)", status)))
+        return int(fields[11]), int(fields[12]), switches
+    return 0, 0, 0
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU used so far by these processes."""
+    return sum(sum(usage(pid)[:2]) for pid in pids) / TICK

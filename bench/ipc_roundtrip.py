@@ -26,6 +26,8 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 from gevent.server import StreamServer  # noqa: E402
 
+from bench.common import cpu_seconds  # noqa: E402
+
 REQUEST = struct.pack("!I", 700) + b"r" * 700
 ANSWER = struct.pack("!I", 20) + b"a" * 20
 
@@ -53,11 +55,6 @@ def client(path: str, count: int) -> None:
     sock.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--in-flight", default="1,8")
@@ -77,14 +74,14 @@ def main() -> None:
                 total = each * in_flight
                 before, server_before = (
                     resource.getrusage(resource.RUSAGE_SELF),
-                    cpu_seconds(server),
+                    cpu_seconds([server]),
                 )
                 started = time.perf_counter()
                 gevent.joinall([gevent.spawn(client, path, each) for _ in range(in_flight)])
                 seconds = time.perf_counter() - started
                 after = resource.getrusage(resource.RUSAGE_SELF)
                 own = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-                other = cpu_seconds(server) - server_before
+                other = cpu_seconds([server]) - server_before
                 print(
                     f"{in_flight:2d} in flight: {total / seconds:7.0f} round trips/s, CPU per"
                     f" round trip: client {own / total * 1e6:5.1f} us,"
