@@ -12,7 +12,6 @@ from api import settings as settings_module
 from api.jsonprovider import OrjsonProvider
 from api.problems import MEDIA_TYPE, ProblemSchema
 from eventstore import Clock, EventStore, create_engine, utc_now
-from eventstore.committer import CommitterClient
 from eventstore.decisions import ClusterCommands
 
 
@@ -89,15 +88,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
 
     app.extensions["clustermon_tokens"] = tokens.TokenVerifier(engine)
-    shared_committer = bool(app.config["COMMITTER_SOCKET"]) and store.dialect == "postgresql"
-    if shared_committer:
-        # `serve`'s workers: heartbeat groups go to the committer shared by all workers
-        # (eventstore/committer.py), or are committed here while it cannot be reached.
-        store.commit_heartbeats = CommitterClient(
-            app.config["COMMITTER_SOCKET"], fallback=store.commit_heartbeats
-        )
     app.extensions["clustermon_ingest"] = ingest.GroupCommitter(
-        commands, on_commit=metrics.on_commit, max_leaders=64 if shared_committer else 1
+        commands, on_commit=metrics.on_commit
     )
 
     api = ProblemApi(

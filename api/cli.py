@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
@@ -71,17 +70,6 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
     Server().run()
 
 
-def _spawn_committer() -> str:
-    """Start the heartbeat committer shared by the workers (eventstore/committer.py) and return
-    its socket's path. It stops by itself once this process (gunicorn's master after the exec)
-    is gone."""
-    import tempfile
-
-    path = os.path.join(tempfile.mkdtemp(prefix="clustermon-committer-"), "socket")
-    _spawn("committer", "--socket", path, "--exit-with-parent", str(os.getpid()))
-    return path
-
-
 def _serve_gevent(host: str, port: int, workers: int) -> None:
     """Replace this process with gunicorn's gevent workers serving `wsgi:app` (PostgreSQL).
 
@@ -93,7 +81,6 @@ def _serve_gevent(host: str, port: int, workers: int) -> None:
     in each worker after gunicorn patched it: this process has imported it already, hence exec.
     SQLite stays on threads (`_serve`): its calls block and its write lock must not be held
     across a greenlet switch."""
-    os.environ["CLUSTERMON_COMMITTER_SOCKET"] = _spawn_committer()
     os.execv(
         sys.executable,
         [
@@ -161,17 +148,6 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     ):
         _serve_gevent(host, port, workers)
     _serve(app, host, port, workers, app.config["THREADS"])
-
-
-@click.command("committer", hidden=True, help="The heartbeat committer of serve's workers.")
-@click.option("--socket", "path", required=True, help="Unix socket to listen on")
-@click.option("--exit-with-parent", type=int, default=None)
-@with_appcontext
-def committer(path: str, exit_with_parent: int | None) -> None:
-    from eventstore import committer as shared
-
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole process group
-        shared.serve(current_app.config["DATABASE_URL"], path, exit_with_parent=exit_with_parent)
 
 
 @click.command("run", help="All-in-one for a laptop: migrate, run the scheduler, serve.")
@@ -301,7 +277,6 @@ def init_app(app: Flask) -> None:
         db_group,
         token_group,
         serve,
-        committer,
         run,
         simulate,
         *cli_projections.commands,

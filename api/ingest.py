@@ -62,16 +62,9 @@ def size_of(group) -> int:
 
 
 class GroupCommitter:
-    def __init__(
-        self, commands: ClusterCommands, max_events: int = 5000, on_commit=None, max_leaders=1
-    ):
+    def __init__(self, commands: ClusterCommands, max_events: int = 5000, on_commit=None):
         self.commands = commands
         self.max_events = max_events
-        # Groups committing at once. 1 where this process commits itself: a second one would
-        # only queue on the append lock with a smaller group. More where the groups go to the
-        # shared committer (eventstore/committer.py), which groups them itself: a request
-        # then need not wait for the previous group to be answered before it is sent.
-        self.max_leaders = max_leaders
         self.on_commit = on_commit  # (accepted, duplicates, events, seconds), for metrics
         self._reset()
 
@@ -80,7 +73,7 @@ class GroupCommitter:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._queue: deque[_Pending] = deque()
-        self._leaders = 0
+        self._leading = False
 
     def submit(
         self, beats: Sequence[NewEvent], client_ids: Collection[UUID] = (), timeout: float = 30.0
@@ -90,8 +83,8 @@ class GroupCommitter:
             self._reset()
         with self._lock:
             self._queue.append(pending)
-            pending.lead = self._leaders < self.max_leaders
-            self._leaders += pending.lead
+            pending.lead = not self._leading
+            self._leading = True
         deadline = time.monotonic() + timeout
         while not pending.done:
             if pending.lead:
@@ -125,7 +118,7 @@ class GroupCommitter:
                     follower.lead = True
                     follower.wake.release()
                 else:
-                    self._leaders -= 1
+                    self._leading = False
 
     def _commit(self, group: list[_Pending]) -> None:
         try:

@@ -17,8 +17,6 @@ DEFAULTS = {
     "THREADS": 8,
     "GEVENT_STREAMS": 200,  # live streams (SSE) per gevent worker
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
-    # Set by `serve` for its workers: the Unix socket of the shared heartbeat committer.
-    "COMMITTER_SOCKET": "",
 }
 
 

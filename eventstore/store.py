@@ -200,50 +200,6 @@ def _result(new_events, stored: Mapping[UUID, tuple[int, int]], stamp, stored_at
     return AppendResult(recorded, duplicates)
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatGroup:
-    """The arguments of one `clustermon_append_heartbeats` call, as they travel to the shared
-    committer too (eventstore/committer.py)."""
-
-    type: str
-    schema_version: int
-    rows: bytes  # JSON: [[event_id, stream, data, metadata, occurred_at, current_since], ...]
-    ids: list[UUID]  # the rows' event ids, in order (no repeats)
-    recorded_at: datetime
-    maybe_duplicates: list[UUID]
-    policy_streams: list[str]
-    policy_versions: list[int]
-
-
-# event_id -> (position, version) of each event stored, and the recorded_at stored (None if
-# nothing was): what an append of a group gives back.
-Appended = tuple[dict[UUID, tuple[int, int]], datetime | None]
-
-
-def commit_heartbeat_group(run, serialize: bool, group: HeartbeatGroup) -> Appended | None:
-    """Append `group` with `run` (AutocommitConnections.run); None when the function refused it
-    (a decision is needed, nothing appended)."""
-    params = (
-        serialize,
-        APPEND_LOCK_KEY,
-        NOTIFY_CHANNEL,
-        group.type,
-        group.schema_version,
-        group.rows.decode(),
-        group.recorded_at,
-        group.maybe_duplicates,
-        group.policy_streams,
-        group.policy_versions,
-    )
-    stored, stored_at = {}, None
-    for kind, event_id, _stream, position, version, stamp in run(_PG_APPEND_HEARTBEATS, params):
-        if kind != "recorded":
-            return None
-        stored[event_id] = (position, version)
-        stored_at = stamp
-    return stored, stored_at
-
-
 def _decoded(cursor: psycopg.Cursor) -> Iterator[RecordedEvent]:
     while rows := cursor.fetchmany(500):
         yield from map(recorded, rows)
@@ -391,35 +347,35 @@ class EventStore:
         if not heartbeats:
             return AppendResult([], [])
         dumps = orjson.dumps
-        rows, ids = [], {}
+        rows, seen = [], set()
         for new, since in zip(heartbeats, current_since, strict=True):
-            if new.event_id not in ids:  # the first copy of an id is the one stored
-                ids[new.event_id] = None
+            if new.event_id not in seen:  # the first copy of an id is the one stored
+                seen.add(new.event_id)
                 event = new.event
                 data, metadata = dumps(event).decode(), dumps(new.metadata).decode()
                 rows.append((new.event_id, event.stream, data, metadata, new.occurred_at, since))
         first = heartbeats[0].event
-        group = HeartbeatGroup(
+        params = (
+            self._serialize,
+            APPEND_LOCK_KEY,
+            NOTIFY_CHANNEL,
             first.type,
             first.schema_version,
-            dumps(rows),
-            list(ids),
+            dumps(rows).decode(),
             recorded_at,
             list(maybe_duplicates),
             list(policy_versions),
             list(policy_versions.values()),
         )
-        appended = self.commit_heartbeats(group)
-        if appended is None:
-            return None
-        stored, stored_at = appended
+        stored, stored_at = {}, None
+        for kind, event_id, _stream, position, version, stamp in self._autocommit.run(
+            _PG_APPEND_HEARTBEATS, params
+        ):
+            if kind != "recorded":
+                return None
+            stored[event_id] = (position, version)
+            stored_at = stamp
         return _result(heartbeats, stored, recorded_at, stored_at)
-
-    def commit_heartbeats(self, group: HeartbeatGroup) -> Appended | None:
-        """Run `group` through `clustermon_append_heartbeats` on one of this process's
-        connections. `serve` replaces this, in its workers, with the shared committer's client
-        (eventstore/committer.py), which falls back to it."""
-        return commit_heartbeat_group(self._autocommit.run, self._serialize, group)
 
     def _copy_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
         """event_id -> (position, version) of each event stored by prepare + COPY, and the
