@@ -47,6 +47,7 @@ from bench.common import (
     TICK,
     database_backends,
     libpq,
+    machine_ticks,
     processes,
     scratch_database,
     usage,
@@ -152,23 +153,30 @@ def cpu_sample(server: Server) -> dict:
         "server": [sum(x) for x in zip(*(usage(p) for p in ours), strict=True)],
         "postgres": [sum(x) for x in zip(*(usage(p) for p in backends or {0}), strict=True)],
         "commits": commits,
+        "machine": machine_ticks(),
     }
 
 
 def cpu_report(phase: str, samples: list[tuple[dict, dict, float]]) -> str:
     """Per request of one phase: CPU of the server and of PostgreSQL, the server's context
-    switches, and requests per commit."""
+    switches, and requests per commit; and the share of the machine's time left idle (idle +
+    iowait of /proc/stat), which healthz leaves at ~0%."""
     requests = sum(n for _, _, n in samples)
     per = {
         key: [sum(after[key][i] - before[key][i] for before, after, _ in samples) for i in range(3)]
         for key in ("server", "postgres")
     }
     commits = sum(after["commits"] - before["commits"] for before, after, _ in samples)
+    idle, ticks = (
+        sum(after["machine"][i] - before["machine"][i] for before, after, _ in samples)
+        for i in (0, 1)
+    )
     us = 1e6 / TICK / requests
     text = (
         f"    {phase:8s} CPU per request: server {per['server'][0] * us:4.0f} us user"
         f" + {per['server'][1] * us:3.0f} us system, {per['server'][2] / requests:4.1f} context"
-        f" switches; PostgreSQL {(per['postgres'][0] + per['postgres'][1]) * us:4.0f} us"
+        f" switches; PostgreSQL {(per['postgres'][0] + per['postgres'][1]) * us:4.0f} us;"
+        f" machine idle {100 * idle / ticks:4.1f}%"
     )
     return text + (f"; {requests / commits:.1f} requests per commit" if commits else "")
 

@@ -171,6 +171,12 @@ def usage(pid: int) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(idle + iowait ticks, all ticks) of the whole machine so far, from /proc/stat."""
+    fields = list(map(int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]))
+    return fields[3] + fields[4], sum(fields)
+
+
 def cpu_seconds(pids) -> float:
     """User + system CPU used so far by these processes."""
     return sum(sum(usage(pid)[:2]) for pid in pids) / TICK

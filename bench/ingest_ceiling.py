@@ -9,6 +9,8 @@ heartbeat per POST, 1,000 agents), in turns of 2 s:
 - `no store`: the same app under the same gunicorn settings, its group committer replaced by
   one that acknowledges at once: what the HTTP stack, auth, validation and the answer cost
   without the commit (the ceiling of the served path);
+- `grouped`: the same, but with the product's group committer in front of that
+  acknowledgement (each group's leader yields once): what grouping, waiting and waking cost;
 - `asyncio`: a prototype of the ingest on gunicorn's ASGI worker (2 workers, asyncio): the same
   token check, compiled validation, events and PostgreSQL function
   (`clustermon_append_heartbeats`), with waiting requests as futures of a group commit instead
@@ -51,6 +53,49 @@ def stubbed_app():
 
     app = create_app()
     app.extensions["clustermon_ingest"] = app.wsgi_app.committer = Acknowledge()
+    return app
+
+
+def grouped_stub_app():
+    """The product app whose group committer is kept, but whose groups are acknowledged
+    without the store: each leader yields once (as a commit's wait would) and returns. What
+    grouping, waiting and waking cost a gevent worker, beside `stubbed_app`."""
+    import time
+
+    from api.app import create_app
+    from api.ingest import GroupCommitter
+    from eventstore.decoding import record
+    from eventstore.store import AppendResult
+
+    class Acknowledge:
+        class store:
+            @staticmethod
+            def head_position():
+                return 1
+
+        def record_heartbeats(self, beats, maybe_duplicates=()):
+            time.sleep(0)  # gevent's, in a gevent worker: the leader lets the others queue
+            return AppendResult(
+                [
+                    record(
+                        n,
+                        b.event_id,
+                        b.event.stream,
+                        1,
+                        b.event.type,
+                        1,
+                        b.event,
+                        b.metadata,
+                        b.occurred_at,
+                        b.occurred_at,
+                    )
+                    for n, b in enumerate(beats, 1)
+                ],
+                [],
+            )
+
+    app = create_app()
+    app.extensions["clustermon_ingest"] = app.wsgi_app.committer = GroupCommitter(Acknowledge())
     return app
 
 
@@ -169,12 +214,16 @@ def main() -> None:
         stub = stack.enter_context(
             gunicorn("bench.ingest_ceiling:stubbed_app()", port + 1, env, "-k", "gevent")
         )
+        grouped = stack.enter_context(
+            gunicorn("bench.ingest_ceiling:grouped_stub_app()", port + 3, env, "-k", "gevent")
+        )
         native = stack.enter_context(
             gunicorn("bench.ingest_ceiling:asyncio_app()", port + 2, env, "-k", "asgi")
         )
         servers = {
             "product": product,
             "no store": load.Server("no store", stub, token, token),
+            "grouped": load.Server("grouped", grouped, token, token),
             "asyncio": load.Server("asyncio", native, token, token),
         }
         turns = [("product", "healthz"), *((name, "single") for name in servers)]
