@@ -61,38 +61,20 @@ def grouped_stub_app():
     without the store: each leader yields once (as a commit's wait would) and returns. What
     grouping, waiting and waking cost a gevent worker, beside `stubbed_app`."""
     import time
+    from types import SimpleNamespace
 
     from api.app import create_app
     from api.ingest import GroupCommitter
-    from eventstore.decoding import record
     from eventstore.store import AppendResult
 
     class Acknowledge:
-        class store:
-            @staticmethod
-            def head_position():
-                return 1
-
         def record_heartbeats(self, beats, maybe_duplicates=()):
             time.sleep(0)  # gevent's, in a gevent worker: the leader lets the others queue
-            return AppendResult(
-                [
-                    record(
-                        n,
-                        b.event_id,
-                        b.event.stream,
-                        1,
-                        b.event.type,
-                        1,
-                        b.event,
-                        b.metadata,
-                        b.occurred_at,
-                        b.occurred_at,
-                    )
-                    for n, b in enumerate(beats, 1)
-                ],
-                [],
-            )
+            # What the group committer reads of the recorded events: their ids and positions.
+            stored = [
+                SimpleNamespace(event_id=b.event_id, position=p) for p, b in enumerate(beats, 1)
+            ]
+            return AppendResult(stored, [])
 
     app = create_app()
     app.extensions["clustermon_ingest"] = app.wsgi_app.committer = GroupCommitter(Acknowledge())
