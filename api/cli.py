@@ -49,6 +49,8 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
     """gunicorn on POSIX; the WSGI reference server where gunicorn cannot run."""
     try:
         from gunicorn.app.base import BaseApplication
+
+        from api import server_errors
     except ImportError:  # pragma: no cover - Windows
         from werkzeug.serving import run_simple
 
@@ -63,6 +65,7 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
             self.cfg.set("threads", threads)
             self.cfg.set("accesslog", None)
             self.cfg.set("reuse_port", REUSE_PORT)
+            self.cfg.set("post_worker_init", server_errors.post_worker_init)
 
         def load(self):
             return app
@@ -91,6 +94,7 @@ def _serve_gevent(host: str, port: int, workers: int) -> None:
             f"--workers={workers}",
             f"--bind={host}:{port}",
             *(["--reuse-port"] if REUSE_PORT else []),
+            "--config=python:api.server_errors",  # its post_worker_init hook
             "wsgi:app",
         ],
     )
