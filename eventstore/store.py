@@ -20,8 +20,9 @@ the insert and its commit. From 32 events on, `clustermon_prepare_append` does t
 checks and reserves the positions, then the rows go by binary COPY in the same transaction.
 The reasons are speed (BENCHMARKS.md, "Event store") and that the checks must run after the lock
 is granted (each statement of those functions takes a fresh snapshot).
-Heartbeat ingest has its own function, `clustermon_append_heartbeats` (migration 0007): the same
-steps, after checking under the lock that no decision is needed (`append_current_heartbeats`).
+Heartbeat ingest has its own function, `clustermon_append_heartbeats` (migrations 0007 and 0008):
+the same steps, after checking under the lock that no decision is needed
+(`append_current_heartbeats`).
 SQLite runs the same steps in Python with SQLAlchemy Core (`_append`).
 
 recorded_at never decreases along positions (time travel and the staleness rules rely on it).
@@ -338,7 +339,7 @@ class EventStore:
         recorded_at: datetime,
     ) -> AppendResult | None:
         """PostgreSQL: append heartbeats in one round trip if no decision is needed, else None
-        (and nothing is appended): `clustermon_append_heartbeats` (migration 0007) checks under
+        (and nothing is appended): `clustermon_append_heartbeats` (migration 0008) checks under
         the ordering lock that the streams in `policy_versions` are still at those versions and
         that no heartbeat's component is stale (its last event a timeout, or a heartbeat
         recorded before the heartbeat's `current_since`; None: any heartbeat is current).
