@@ -14,7 +14,6 @@ would wait for alike: that leaves the functions' own work to compare.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -28,17 +27,14 @@ from bench.common import cpu_seconds, database_backends, heartbeat, libpq, scrat
 from eventstore import EventStore, create_engine
 from eventstore.decisions import ClusterCommands
 from eventstore.store import NewEvent
+from migrations import revision_module
 
 META = {"actor": "agent", "source": "10.0.0.1"}
-VERSIONS = Path(__file__).resolve().parent.parent / "migrations" / "versions"
 FUNCTION, OLD_FUNCTION = "clustermon_append_heartbeats(", "clustermon_append_heartbeats_0007("
 
 
 def function_of_0007() -> str:
-    path = VERSIONS / "0007_append_current_heartbeats.py"
-    spec = importlib.util.spec_from_file_location("clustermon_migration_0007", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = revision_module("0007_append_current_heartbeats.py")
     return module.APPEND_HEARTBEATS_FUNCTION.replace(FUNCTION, OLD_FUNCTION, 1)
 
 

@@ -13,9 +13,6 @@ append committed before the lock was granted); about 3% more one-event appends p
 sequence up once per drawn position.
 """
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
 
 revision = "0006"
@@ -123,10 +120,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        # 0001's definitions, read from 0001 itself (alembic's version files are not a package).
-        path = Path(__file__).with_name("0001_events.py")
-        spec = importlib.util.spec_from_file_location("clustermon_migration_0001", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        from migrations import revision_module
+
+        module = revision_module("0001_events.py")  # 0001's definitions, read from 0001 itself
         for text in (module.APPEND_ONE_FUNCTION, module.PREPARE_FUNCTION):
             op.execute(text.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))

@@ -20,9 +20,6 @@ to start for each call), which only a nearly idle server sends (BENCHMARKS.md, "
 session 6).
 """
 
-import importlib.util
-from pathlib import Path
-
 from alembic import op
 
 revision = "0008"
@@ -108,10 +105,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        # 0007's definition, read from 0007 itself (alembic's version files are not a package).
-        path = Path(__file__).with_name("0007_append_current_heartbeats.py")
-        spec = importlib.util.spec_from_file_location("clustermon_migration_0007", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        text = module.APPEND_HEARTBEATS_FUNCTION
+        from migrations import revision_module
+
+        # 0007's definition, read from 0007 itself.
+        text = revision_module("0007_append_current_heartbeats.py").APPEND_HEARTBEATS_FUNCTION
         op.execute(text.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
