@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 from flask_smorest import Api
+from marshmallow import fields as ma_fields
 
 from api import settings as settings_module
 from api.jsonprovider import OrjsonProvider
@@ -99,6 +100,9 @@ def create_app(test_config: dict | None = None) -> Flask:
             "security": [{"bearer": []}],
         },
     )
+    # apispec documents fields.IP with the format "ip", which JSON Schema does not define.
+    api.register_field(ma_fields.IP, "string", None)
+    api.ma_plugin.converter.add_attribute_function(_ip_formats)
     for blueprint in (heartbeats.blp, cluster.blp, events.blp, audit.blp):
         api.register_blueprint(blueprint)
     api.spec.components.schema("Heartbeat", schema=heartbeats.HeartbeatSchema)
@@ -112,6 +116,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     cli.init_app(app)
     fastpath.init_app(app)  # last: it wraps the finished app
     return app
+
+
+def _ip_formats(converter, field, **kwargs) -> dict:
+    """An IPv4 or IPv6 address, in the formats JSON Schema defines."""
+    if type(field) is ma_fields.IP:
+        return {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+    return {}
 
 
 def services(app: Flask) -> Services:

@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 
 import marshmallow as ma
 from flask import Response, current_app, g, request
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from api.app import services
 from api.auth import require
 from api.heartbeats import json_body
 from api.problems import Problem, invalid
+from api.query import Blueprint, QueryInteger
 from api.responses import REPORT_FORMATS, AnswerSchema
 from api.schemas import require_component_path
 from eventstore.events import Instant
@@ -49,11 +49,11 @@ class PeriodSchema(ma.Schema):
 
 
 class WhatIfQuerySchema(PeriodSchema):
-    stale_timeout_seconds = fields.Integer(
+    stale_timeout_seconds = QueryInteger(
         validate=validate.Range(1, MAX_TIMEOUT),
         metadata={"description": "the Service stale timeout to replay the history with"},
     )
-    web_stale_timeout_seconds = fields.Integer(
+    web_stale_timeout_seconds = QueryInteger(
         validate=validate.Range(1, MAX_TIMEOUT),
         metadata={"description": "the Web window to replay the history with"},
     )
@@ -89,8 +89,8 @@ class ReportListQuerySchema(ma.Schema):
         unknown = ma.RAISE
 
     kind = fields.String(validate=validate.OneOf(report_store.KINDS))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    before = fields.Integer(validate=validate.Range(1, MAX_ID), metadata={"description": "id"})
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 1000))
+    before = QueryInteger(validate=validate.Range(1, MAX_ID), metadata={"description": "id"})
 
 
 class ReportCreateSchema(PeriodSchema):

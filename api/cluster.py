@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 from marshmallow import RAISE, ValidationError
 
 from api.app import services
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
 from api.problems import Problem, invalid
+from api.query import Blueprint
 from api.responses import ClusterViewSchema, HistorySchema, RemovalSchema
 from api.schemas import (
     ClusterQuerySchema,

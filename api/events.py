@@ -8,7 +8,6 @@ import time
 
 import orjson
 from flask import Response, current_app, request, stream_with_context
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from api import settings
@@ -16,6 +15,7 @@ from api.app import services
 from api.auth import require
 from api.livetail import LogTail
 from api.problems import Problem, invalid
+from api.query import Blueprint
 from api.responses import EVENT_STREAM, EventsPageSchema
 from api.schemas import MAX_POSITION, EventsQuerySchema, StreamQuerySchema
 from eventstore.events import component_stream

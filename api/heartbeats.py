@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 from flask import Response, current_app, g, request
-from flask_smorest import Blueprint
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
@@ -13,6 +12,7 @@ from api.fastschema import compile_loader
 from api.ids import new_ids
 from api.ingest import GroupCommitter
 from api.problems import Problem, invalid
+from api.query import Blueprint
 from api.schemas import (
     RAW_KEY_FIELDS,
     HeartbeatBatchSchema,

@@ -7,6 +7,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from api.problems import Problem
+from api.query import QueryInteger
 from eventstore.events import (
     CATALOG,
     COMPONENTS,
@@ -90,7 +91,7 @@ class ClusterQuerySchema(ma.Schema):
         unknown = ma.RAISE
 
     at = Instant(metadata={"description": "ISO-8601 time: the view as it was then"})
-    position = fields.Integer(
+    position = QueryInteger(
         validate=validate.Range(1, MAX_POSITION), metadata={"description": "log position"}
     )
 
@@ -104,8 +105,8 @@ class EventsQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    after = fields.Integer(load_default=0, validate=validate.Range(0, MAX_POSITION))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    after = QueryInteger(load_default=0, validate=validate.Range(0, MAX_POSITION))
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 1000))
     type = fields.String(validate=validate.OneOf(sorted(CATALOG)))
     server = fields.String(validate=SERVER_NAME)
     component = fields.String(validate=validate.OneOf(COMPONENTS))
@@ -122,7 +123,7 @@ class StreamQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    after = fields.Integer(
+    after = QueryInteger(
         validate=validate.Range(0, MAX_POSITION),
         metadata={"description": "resume after this position (a `Last-Event-ID` header wins)"},
     )
