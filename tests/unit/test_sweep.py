@@ -222,6 +222,46 @@ def test_heartbeats_recorded_before_the_scheduler_is_back_do_not_hide_the_gap(st
     assert emit_timeouts(store, clock.now) == []  # app01 is not flooded out
 
 
+def test_heartbeats_just_before_everything_stopped_do_not_hide_the_gap(store, clock):
+    """Liveness is written every few seconds: when the API and the scheduler stop together,
+    the API has usually recorded heartbeats after the last liveness write. They came before
+    the outage, not after it."""
+    start = clock.now
+    record_liveness(store.engine, "sched-a", start, start)
+    clock.advance(seconds=3)
+    beat(store, "app01")
+    beat(store, "app02")
+    stopped = clock.now
+    clock.advance(seconds=72)  # both down: longer than the 60 s threshold (2 heartbeats)
+
+    config = fold([]).configuration
+    gap = resume_after_gap(store, clock.now, config=config, **GAP_ARGS)
+    assert (gap.event.down_since, gap.event.resumed_at) == (stopped, clock.now)
+    # No timeout inside the outage: each component gets its full timeout from the restart.
+    assert emit_timeouts(store, stopped + timedelta(seconds=300) + US) == []
+    swept = emit_timeouts(store, clock.now + timedelta(seconds=300) + US)
+    assert {r.event.expired_at for r in swept} == {clock.now + timedelta(seconds=300)}
+
+
+def test_a_silence_while_the_scheduler_was_away_is_a_gap_from_its_start(store, clock):
+    """The scheduler was away for an hour; the API recorded for the first half of it, then
+    stopped for ten minutes, then came back."""
+    start = clock.now
+    record_liveness(store.engine, "sched-a", start, start)
+    for _ in range(90):
+        clock.advance(seconds=20)
+        beat(store, "app01")
+    silent_from = clock.now
+    clock.advance(minutes=10)
+    for _ in range(60):
+        beat(store, "app01")
+        clock.advance(seconds=20)
+
+    config = fold([]).configuration
+    gap = resume_after_gap(store, clock.now, config=config, **GAP_ARGS)
+    assert (gap.event.down_since, gap.event.resumed_at) == (silent_from, clock.now)
+
+
 def test_a_short_pause_or_a_scheduler_alone_down_is_not_a_monitor_gap(store, clock):
     start = clock.now
     beat(store, "app01")
