@@ -22,6 +22,7 @@ from projections import read, timetravel
 from projections.history import component_history as history
 from projections.rendered import ViewRenderer
 from projections.runner import ProjectionRunner
+from projections.view import live_time
 
 blp = Blueprint("cluster", __name__, url_prefix="/api/v1", description="The cluster view")
 
@@ -60,9 +61,8 @@ def get_cluster(at=None, position=None):
             # missing tail in memory (copy-on-write: the cached state is shared).
             tail = svc.store.read_all(state.position, None, up_to=head)
             state = read.copy_on_write_fold(state, tail)
-        # Evaluated at the whole second (README: "The current view").
         # The body's pieces as they are (werkzeug sums their lengths for Content-Length).
-        parts = _renderer().render_parts(state, svc.clock().replace(microsecond=0))
+        parts = _renderer().render_parts(state, live_time(state, svc.clock()))
         return Response(parts, mimetype="application/json")
     try:
         return timetravel.view_at(svc.store, at=at, position=position)

@@ -123,6 +123,18 @@ def server_entry(
     }
 
 
+def live_time(state: ClusterState, now: datetime) -> datetime:
+    """The time the current view is evaluated at: the whole second of `now` (one rendering
+    serves every request of that second), or the recorded_at of the newest event folded when
+    that is later. The view at `as_of.time` is then exactly the fold of the events recorded at
+    or before it, as `?at=` computes it: an event recorded earlier in this second is never
+    shown with a negative age, nor left out of the view of its own time."""
+    whole_second = now.replace(microsecond=0)
+    if state.recorded_at is not None and state.recorded_at > whole_second:
+        return state.recorded_at
+    return whole_second
+
+
 def header(state: ClusterState, now: datetime, server_count: int) -> dict[str, Any]:
     config = state.configuration
     return {

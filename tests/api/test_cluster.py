@@ -5,7 +5,7 @@ import pytest
 
 from api.app import services
 from projections.state import fold
-from projections.view import cluster_view
+from projections.view import cluster_view, live_time
 from tests.api.conftest import fingerprint, heartbeat
 
 
@@ -196,16 +196,33 @@ def test_the_view_is_evaluated_at_whole_seconds_and_reused_within_one(client, to
     assert names == ["web01", "web02"]
 
 
-def test_the_served_view_is_the_fold_evaluated_at_the_whole_second(
-    app, client, tokens, post, clock
+def test_an_event_recorded_earlier_in_this_second_is_in_the_view_of_its_own_time(
+    client, tokens, post, clock
 ):
+    """The view at `as_of.time` is the view `?at=` gives for that time: never an event
+    recorded after it, never a negative age."""
+    post(heartbeat())
+    clock.advance(seconds=2, microseconds=410_000)
+    post(heartbeat(server="web02"))
+    recorded = clock.now
+    clock.advance(microseconds=90_000)  # the same second
+    live = _view(client, tokens)
+    assert live["as_of"]["time"] == recorded.isoformat()
+    _, service = _component(live, "web02", "service")
+    assert service["heartbeat"]["age_seconds"] == 0
+    assert _view(client, tokens, f"?at={recorded.isoformat().replace('+', '%2B')}") == live
+    clock.advance(seconds=1)  # a new second without new events: the whole second again
+    assert _view(client, tokens)["as_of"]["time"] == "2026-11-27T10:00:03+00:00"
+
+
+def test_the_served_view_is_the_fold_evaluated_at_its_time(app, client, tokens, post, clock):
     """GET /cluster serves the incrementally kept view: it must be exactly the view of the log
-    at the current whole second, as the log grows and deadlines pass."""
+    at its evaluation time (`live_time`), as the log grows and deadlines pass."""
     store = services(app).store
 
     def expected():
-        now = clock.now.replace(microsecond=0)
-        return orjson.loads(orjson.dumps(cluster_view(fold(store.iter_all()), now)))
+        state = fold(store.iter_all())
+        return orjson.loads(orjson.dumps(cluster_view(state, live_time(state, clock.now))))
 
     post({"heartbeats": [heartbeat(server="a"), heartbeat(server="b", component="web")]})
     clock.advance(seconds=1.25)
