@@ -108,17 +108,19 @@ _tail_lock = threading.Lock()
 @blp.doc(responses={"200": EVENT_STREAM})
 @blp.doc(
     summary="Live events (Server-Sent Events)",
-    description="`id:` is the position; reconnecting with `Last-Event-ID` (or `?after=`) "
-    "resumes after it. A comment line is sent every 15 s to keep proxies from closing it. "
-    "A stream ends after 5 minutes (clients reconnect with `Last-Event-ID`). A threaded worker "
-    "holds at most half its threads in streams, a gevent worker (`serve` on PostgreSQL) up to "
+    description="New events: without `Last-Event-ID` or `?after=` the stream starts at the "
+    "head of the log. `id:` is the position; reconnecting with `Last-Event-ID` (or `?after=`, "
+    "`0` for the whole log) resumes after it. A comment line is sent every 15 s to keep "
+    "proxies from closing it. A stream ends after 5 minutes (clients reconnect with "
+    "`Last-Event-ID`). A threaded worker holds at most half its threads in streams, a gevent "
+    "worker (`serve` on PostgreSQL) up to "
     "`CLUSTERMON_GEVENT_STREAMS` (default "
     f"{settings.DEFAULTS['GEVENT_STREAMS']}); beyond that the answer is 503 (poll `/events` "
     "then).",
 )
 @require("viewer")
 @blp.arguments(StreamQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
-def stream_events(after=0):
+def stream_events(after=None):
     # The header wins (a reconnecting browser sends it), but may not be malformed either:
     # ASCII digits only (str.isdigit also takes "²"), within a bigint.
     header = request.headers.get("Last-Event-ID")
@@ -127,6 +129,8 @@ def stream_events(after=0):
         if not digits or int(header) > MAX_POSITION:
             raise invalid({"Last-Event-ID": ["must be a position: an integer from 0 to 2^63-1"]})
         after = int(header)
+    elif after is None:  # a new subscriber: what happens from now on, not the history
+        after = services(current_app).store.head_position()
     tail = _tail(current_app)
     limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
     slots = current_app.extensions.setdefault(

@@ -125,7 +125,10 @@ class StreamQuerySchema(ma.Schema):
 
     after = QueryInteger(
         validate=validate.Range(0, MAX_POSITION),
-        metadata={"description": "resume after this position (a `Last-Event-ID` header wins)"},
+        metadata={
+            "description": "resume after this position (a `Last-Event-ID` header wins); "
+            "default: the head of the log, so only new events"
+        },
     )
 
 

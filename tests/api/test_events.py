@@ -118,7 +118,7 @@ def test_sse_names_the_bad_parameter_and_refuses_unknown_ones(client, tokens):
 def test_live_streams_never_take_every_worker_thread(app, client, tokens):
     app.config["THREADS"] = 2  # one stream slot
     app.config["SSE_MAX_SECONDS"] = 0.05
-    first = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    first = client.get("/api/v1/events/stream?after=0", headers=tokens["viewer"], buffered=False)
     assert first.status_code == 200
     busy = client.get("/api/v1/events/stream", headers=tokens["viewer"])
     assert busy.status_code == 503
@@ -151,7 +151,7 @@ def test_sse_streams_what_is_appended_meanwhile_in_order_without_gaps(app, clien
     # follows the tail again; whatever the path, every position arrives once and in order.
     app.config.update(SSE_TAIL_EVENTS=5, SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=30)
     post({"heartbeats": [heartbeat(server=f"old{i}") for i in range(12)]})
-    stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    stream = client.get("/api/v1/events/stream?after=0", headers=tokens["viewer"], buffered=False)
     try:
         seen = _read_until(stream, 12)
         for batch, size in enumerate((1, 12, 3)):
@@ -160,6 +160,18 @@ def test_sse_streams_what_is_appended_meanwhile_in_order_without_gaps(app, clien
     finally:
         stream.close()
     assert seen == list(range(1, 29))
+
+
+def test_a_new_subscriber_gets_new_events_not_the_history(app, client, tokens, post):
+    # API.md: "Server-Sent Events of new events"; ?after=0 asks for the whole log.
+    app.config.update(SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=30)
+    post({"heartbeats": [heartbeat(server=f"old{i}") for i in range(3)]})
+    stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    try:
+        post(heartbeat(server="new"))
+        assert _read_until(stream, 4) == [4]
+    finally:
+        stream.close()
 
 
 def test_live_streams_share_one_read_of_each_new_event(app, tokens, post):
@@ -181,7 +193,7 @@ def test_live_streams_share_one_read_of_each_new_event(app, tokens, post):
 
     def dashboard(n):
         stream = app.test_client().get(
-            "/api/v1/events/stream", headers=tokens["viewer"], buffered=False
+            "/api/v1/events/stream?after=0", headers=tokens["viewer"], buffered=False
         )
         try:
             first = _read_until(stream, 1)
@@ -203,7 +215,7 @@ def test_live_streams_share_one_read_of_each_new_event(app, tokens, post):
 
 def test_the_live_tail_stops_when_the_last_stream_closes(app, client, tokens):
     app.config.update(SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=30)
-    stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    stream = client.get("/api/v1/events/stream?after=0", headers=tokens["viewer"], buffered=False)
     try:
         next(iter(stream.response))  # the stream is open: its worker follows the log
         follower = app.extensions["clustermon_tail"].follower
