@@ -13,7 +13,7 @@ from api.app import services
 from api.auth import require
 from api.heartbeats import json_body
 from api.problems import Problem, invalid
-from api.query import Blueprint, QueryInteger
+from api.query import Blueprint, NoQuery, QueryInteger
 from api.responses import REPORT_FORMATS, AnswerSchema
 from api.schemas import require_component_path
 from eventstore.events import Instant
@@ -122,7 +122,7 @@ def _horizon(until: datetime) -> datetime:
 
 @blp.route("/audit/outages", methods=["GET"])
 @require("viewer")
-@blp.arguments(PeriodSchema, location="query", as_kwargs=True, unknown=ma.RAISE)
+@blp.arguments(PeriodSchema, location="query", as_kwargs=True)
 @blp.doc(
     summary="Outage episodes per component, and cluster outages",
     description="Episodes overlapping [since, until): start = logical expiry (or removal), end "
@@ -145,7 +145,7 @@ def outages(since=None, until=None):
 
 @blp.route("/audit/failovers", methods=["GET"])
 @require("viewer")
-@blp.arguments(PeriodSchema, location="query", as_kwargs=True, unknown=ma.RAISE)
+@blp.arguments(PeriodSchema, location="query", as_kwargs=True)
 @blp.doc(
     summary="Failovers and cluster outages",
     description="A failover: a Service component timed out while another Service component "
@@ -166,7 +166,7 @@ def failovers(since=None, until=None):
 
 @blp.route("/audit/what-if", methods=["GET"])
 @require("viewer")
-@blp.arguments(WhatIfQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
+@blp.arguments(WhatIfQuerySchema, location="query", as_kwargs=True)
 @blp.doc(
     summary="Replay the real heartbeats under another timeout",
     description="The episodes, failovers and cluster outages that would have happened, beside "
@@ -183,7 +183,7 @@ def what_if(since=None, until=None, **settings):
 
 @blp.route("/servers/<server>/components/<component>/explain", methods=["GET"])
 @require("viewer")
-@blp.arguments(ExplainQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
+@blp.arguments(ExplainQuerySchema, location="query", as_kwargs=True)
 @blp.doc(
     summary="Why the component is (or was) in its state at a time",
     description="The state at `at` and the chain behind it: last heartbeat (time, position), "
@@ -205,7 +205,7 @@ def explain_component(server: str, component: str, at=None):
 
 @blp.route("/reports", methods=["GET"])
 @require("viewer")
-@blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
+@blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True)
 @blp.doc(summary="Stored reports, newest first")
 @blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def list_reports(limit, kind=None, before=None):
@@ -234,6 +234,7 @@ def list_reports(limit, kind=None, before=None):
 )
 @blp.doc(responses={"201": {**REPORT_FORMATS, "description": "The stored report"}})
 @require("admin")
+@blp.arguments(NoQuery, location="query", as_kwargs=True)
 def create_report():
     try:
         body = ReportCreateSchema().load(json_body())
@@ -258,7 +259,7 @@ def create_report():
 
 @blp.route("/reports/<int:report_id>", methods=["GET"])
 @require("viewer")
-@blp.arguments(ReportQuerySchema, location="query", as_kwargs=True, unknown=ma.RAISE)
+@blp.arguments(ReportQuerySchema, location="query", as_kwargs=True)
 @blp.doc(
     summary="One report as JSON (default), CSV or HTML",
     description="`?format=` or the Accept header (application/json, text/csv, text/html). The "

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import Response, current_app
-from marshmallow import RAISE, ValidationError
+from marshmallow import ValidationError
 
 from api.app import services
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
 from api.problems import Problem, invalid
-from api.query import Blueprint
+from api.query import Blueprint, NoQuery
 from api.responses import ClusterViewSchema, HistorySchema, RemovalSchema
 from api.schemas import (
     ClusterQuerySchema,
@@ -42,7 +42,7 @@ def _renderer() -> ViewRenderer:
 
 @blp.route("/cluster", methods=["GET"])
 @require("viewer")
-@blp.arguments(ClusterQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+@blp.arguments(ClusterQuerySchema, location="query", as_kwargs=True)
 @blp.doc(
     summary="The cluster view",
     description="The current view, or with `at` (ISO-8601) / `position` the view as it was "
@@ -83,6 +83,7 @@ def get_cluster(at=None, position=None):
 )
 @blp.response(200, ConfigurationOutSchema)
 @require("admin")
+@blp.arguments(NoQuery, location="query", as_kwargs=True)
 def put_configuration():
     try:
         changes = _patch.load(json_body())
@@ -104,6 +105,7 @@ def put_configuration():
 @blp.doc(summary="Remove a component from the cluster by hand")
 @blp.response(200, RemovalSchema)
 @require("admin")
+@blp.arguments(NoQuery, location="query", as_kwargs=True)
 def delete_component(server: str, component: str):
     require_component_path(server, component)
     try:
@@ -119,6 +121,7 @@ def delete_component(server: str, component: str):
 @blp.doc(summary="State transitions of a component over time, each with its reason")
 @blp.alt_response(200, schema=HistorySchema, success=True, description="The transitions")
 @require("viewer")
+@blp.arguments(NoQuery, location="query", as_kwargs=True)
 def component_history(server: str, component: str):
     require_component_path(server, component)
     transitions = history(services(current_app).store, server, component)

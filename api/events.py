@@ -8,7 +8,6 @@ import time
 
 import orjson
 from flask import Response, current_app, request, stream_with_context
-from marshmallow import RAISE
 
 from api import settings
 from api.app import services
@@ -41,7 +40,7 @@ def event_json(r: RecordedEvent) -> dict:
 
 @blp.route("/events", methods=["GET"])
 @require("viewer")
-@blp.arguments(EventsQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+@blp.arguments(EventsQuerySchema, location="query", as_kwargs=True)
 @blp.doc(summary="The log in position order, paged with after/limit, filtered")
 @blp.alt_response(200, schema=EventsPageSchema, success=True, description="One page of the log")
 def list_events(after, limit, type=None, server=None, component=None, since=None, until=None):
@@ -119,7 +118,7 @@ _tail_lock = threading.Lock()
     "then).",
 )
 @require("viewer")
-@blp.arguments(StreamQuerySchema, location="query", as_kwargs=True, unknown=RAISE)
+@blp.arguments(StreamQuerySchema, location="query", as_kwargs=True)
 def stream_events(after=None):
     # The header wins (a reconnecting browser sends it), but may not be malformed either:
     # ASCII digits only (str.isdigit also takes "²"), within a bigint.

@@ -36,7 +36,11 @@ class HeartbeatFastPath:
         self.limit = app.config["MAX_CONTENT_LENGTH"]
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+        if (
+            environ.get("PATH_INFO") != PATH
+            or environ.get("REQUEST_METHOD") != "POST"
+            or environ.get("QUERY_STRING")  # the endpoint takes none: Flask refuses them
+        ):
             return self.flask(environ, start_response)
         started = time.perf_counter()
         items, metadata = self._accepted_input(environ)

@@ -12,7 +12,7 @@ from api.fastschema import compile_loader
 from api.ids import new_ids
 from api.ingest import GroupCommitter
 from api.problems import Problem, invalid
-from api.query import Blueprint
+from api.query import Blueprint, NoQuery
 from api.schemas import (
     RAW_KEY_FIELDS,
     HeartbeatBatchSchema,
@@ -125,6 +125,7 @@ def _correlation_id(header: str | None) -> str | None:
 )
 @blp.response(202, IngestResultSchema)
 @require("agent")
+@blp.arguments(NoQuery, location="query", as_kwargs=True)
 def post_heartbeats():
     body = record(
         current_app.extensions["clustermon_ingest"],

@@ -8,13 +8,20 @@ whatever `int()` does: "+5", " 5", "1_000", "١٢". Both now get a 422 naming th
 from __future__ import annotations
 
 import flask_smorest
-from marshmallow import ValidationError, fields
+from marshmallow import RAISE, Schema, ValidationError, fields
 from webargs.flaskparser import FlaskParser
 
 ONCE = "give this parameter once"
 
 
 class QueryParser(FlaskParser):
+    # webargs excludes unknown query parameters whatever the schema says: let the schema say.
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": None,
+        "querystring": None,
+    }
+
     def load_querystring(self, req, schema):
         # None of our query schemas has a multi-valued field: any repetition is ambiguous.
         repeated = {name: [ONCE] for name, values in req.args.lists() if len(values) > 1}
@@ -34,3 +41,11 @@ class QueryInteger(fields.Integer):
         if not (isinstance(value, str) and value.isascii() and value.isdigit()):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class NoQuery(Schema):
+    """For endpoints that take no query parameters: any is refused, as an unknown one is
+    elsewhere (`@blp.arguments(NoQuery, location="query", as_kwargs=True)`)."""
+
+    class Meta:
+        unknown = RAISE

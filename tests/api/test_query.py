@@ -1,5 +1,5 @@
-"""Query strings: a repeated parameter or an integer that is not plain ASCII digits is a 422
-naming the parameter, on every endpoint that takes query parameters."""
+"""Query strings: an unknown or repeated parameter, or an integer that is not plain ASCII
+digits, is a 422 naming the parameter, on every endpoint; a refused request changes nothing."""
 
 from __future__ import annotations
 
@@ -64,3 +64,31 @@ def test_openapi_documents_addresses_in_standard_formats(client):
     ip = spec["components"]["schemas"]["Heartbeat"]["properties"]["ip"]
     assert "format" not in ip  # "ip" is not a JSON Schema format
     assert ip["anyOf"] == [{"format": "ipv4"}, {"format": "ipv6"}]
+
+
+# Endpoints that take no query parameter at all: (method, path, role, body)
+NO_QUERY = [
+    ("POST", "/api/v1/heartbeats", "agent", heartbeat(server="web09")),
+    ("PUT", "/api/v1/cluster/configuration", "admin", {"stale_timeout_seconds": 600}),
+    ("DELETE", "/api/v1/servers/web01/components/service", "admin", None),
+    ("GET", "/api/v1/servers/web01/components/service/history", "viewer", None),
+    (
+        "POST",
+        "/api/v1/reports",
+        "admin",
+        {"since": "2026-11-26T10:00:00Z", "until": "2026-11-27T10:00:00Z"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "role", "body"), NO_QUERY)
+def test_endpoints_without_parameters_refuse_any(client, viewer, tokens, method, path, role, body):
+    def log():
+        return client.get("/api/v1/events?after=0", headers=viewer).get_json()["events"]
+
+    before = log()
+    for query in ("since=2026-11-27T00:00:00Z", "foo=1"):
+        response = client.open(f"{path}?{query}", method=method, json=body, headers=tokens[role])
+        _problem(response, query.partition("=")[0])
+    assert log() == before
+    assert client.open(path, method=method, json=body, headers=tokens[role]).status_code < 300
