@@ -112,6 +112,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     health.init_app(app)
     dashboard.init_app(app)
     metrics.init_app(app)
+    health.document(app, api.spec)  # once /metrics is routed too
     docs.init_app(app)
     cli.init_app(app)
     fastpath.init_app(app)  # last: it wraps the finished app

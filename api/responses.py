@@ -112,6 +112,9 @@ class RemovalSchema(ma.Schema):
 class AnswerSchema(ma.Schema):
     """An object whose fields the endpoint's description lists."""
 
+    class Meta:
+        unknown = ma.INCLUDE  # documented as an open object, not as an empty one
+
 
 EVENT_STREAM = {
     "description": "Server-Sent Events: `id:` position, `event:` type, `data:` the event",

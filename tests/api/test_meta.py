@@ -31,6 +31,12 @@ def test_openapi_names_the_contract(client):
     ):
         assert path in paths, path
     assert client.get("/api/v1/openapi.json").get_json()["paths"] == paths
+    for probe in ("healthz", "readyz", "metrics"):  # documented too, as needing no token
+        for path in (f"/{probe}", f"/api/v1/{probe}"):
+            assert paths[path]["get"]["security"] == [], path
+            assert str(client.get(path).status_code) in paths[path]["get"]["responses"]
+    # Answers documented as open objects, not as objects without properties.
+    assert spec["components"]["schemas"]["Answer"]["additionalProperties"] is True
     assert "Heartbeat" in spec["components"]["schemas"]
     # Errors are documented as what they are: RFC 9457 problem documents.
     error = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
