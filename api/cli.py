@@ -182,27 +182,26 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     from scheduler.process import spawn_scheduler
 
     children = [spawn_scheduler(app.config["DATABASE_URL"])]
+    demo = ""
     if simulated:
-        agent = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
-        children.append(
-            _spawn(
-                "simulate",
-                "--servers",
-                str(simulated),
-                "--url",
-                url,
-                "--token",
-                agent,
-                "--dead-service",
-                "node02",
+        if _configure_demo(svc.commands):
+            demo = (
+                "demo timeouts (a new log): heartbeats every {heartbeat_frequency_seconds} s,"
+                " stale after {stale_timeout_seconds} s; PUT /api/v1/cluster/configuration"
+                " changes them\n".format(**DEMO_CONFIGURATION)
             )
+        agent = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
+        # The token goes by the environment: a command line is readable by every local user.
+        simulator = ["simulate", "--servers", str(simulated), "--url", url]
+        children.append(
+            _spawn(*simulator, "--dead-service", "node02", env={SIMULATOR_TOKEN: agent})
         )
     click.echo(
         f"\nclustermon is starting on {url}/ (database: {app.config['DATABASE_URL']})\n"
         f"admin token (shown once): {admin}\n"
         f"dashboard: {url}/  (sign in with the token)\n"
         f"API:  curl -H 'Authorization: Bearer {admin}' {url}/api/v1/cluster\n"
-        f"docs: {url}/docs\n",
+        f"docs: {url}/docs\n{demo}",
         err=True,
     )
     try:
@@ -214,18 +213,40 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
             child.wait(timeout=10)
 
 
-def _spawn(*args: str):
-    """Another clustermon command as a child process with the same environment."""
+# The simulator's interval (10 s) as the heartbeat frequency and a stale timeout of three of
+# them: the demo's dead service turns stale within a minute, and a live one would have to miss
+# two beats in a row first.
+DEMO_CONFIGURATION = {"heartbeat_frequency_seconds": 10, "stale_timeout_seconds": 30}
+SIMULATOR_TOKEN = "CLUSTERMON_SIMULATOR_TOKEN"
+
+
+def _configure_demo(commands) -> bool:
+    """Demo timeouts for `run --simulate`, on a log whose configuration was never changed
+    (a configuration someone chose is left alone). Whether they were set."""
+    if commands.configuration().version:
+        return False
+    metadata = {"actor": "simulator", "role": "admin", "source": None, "correlation_id": None}
+    commands.change_configuration(DEMO_CONFIGURATION, metadata)
+    return True
+
+
+def _spawn(*args: str, env: dict | None = None):
+    """Another clustermon command as a child process with the same environment (plus `env`)."""
     import subprocess
 
     code = "from api.cli import main; main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args])
+    return subprocess.Popen([sys.executable, "-c", code, *args], env={**os.environ, **(env or {})})
 
 
 @click.command("simulate", help="Play N servers that send heartbeats to a running clustermon.")
 @click.option("--servers", type=click.IntRange(1, 500), default=3, show_default=True)
 @click.option("--url", default=None, help="clustermon base URL [http://HOST:PORT]")
-@click.option("--token", default=None, help="agent token (default: create one named simulator)")
+@click.option(
+    "--token",
+    default=None,
+    envvar=SIMULATOR_TOKEN,
+    help=f"agent token [{SIMULATOR_TOKEN}] (default: create one named simulator)",
+)
 @click.option("--interval", type=float, default=10.0, show_default=True, help="seconds")
 @click.option("--rounds", type=int, default=None, help="stop after this many rounds")
 @click.option("--dead-service", multiple=True, help="server whose service stops after one beat")
