@@ -275,13 +275,24 @@ def token_group() -> None:
 
 @token_group.command("create", help="Print a new token alone on stdout; it is shown only once.")
 @click.option("--role", type=click.Choice(tokens.ROLES), required=True)
-@click.option("--name", required=True, help="who uses it; recorded as the actor of its events")
+@click.option(
+    "--name",
+    required=True,
+    callback=lambda _ctx, _param, value: _actor_name(value),
+    help="who uses it; recorded as the actor of its events",
+)
 @with_appcontext
 def token_create(role: str, name: str) -> None:
     from api.app import services
 
     svc = services(current_app)
     click.echo(tokens.create_token(svc.engine, svc.clock, name, role))
+
+
+def _actor_name(value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must name who uses the token (it is recorded as the actor)")
+    return value
 
 
 @token_group.command("revoke", help="Revoke every token with this name.")
@@ -320,11 +331,22 @@ def main() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clustermon-metrics-")
     from api.app import create_app
 
-    FlaskGroup(
+    group = FlaskGroup(
         name="clustermon",
         create_app=create_app,
         add_default_commands=False,
         add_version_option=False,
         load_dotenv=False,
         set_debug_flag=False,
-    )(prog_name="clustermon")
+    )
+    try:
+        group(prog_name="clustermon")
+    except sa.exc.DBAPIError as exc:
+        if not _missing_table(exc):
+            raise
+        sys.exit("clustermon: the database has no clustermon tables: run `clustermon db upgrade`")
+
+
+def _missing_table(exc: sa.exc.DBAPIError) -> bool:
+    """A database never migrated (PostgreSQL's undefined_table, SQLite's "no such table")."""
+    return getattr(exc.orig, "sqlstate", None) == "42P01" or "no such table" in str(exc.orig)

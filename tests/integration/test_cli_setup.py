@@ -1,0 +1,58 @@
+"""The first commands a new user types, through the real console entry point: what they say
+when the database was never migrated, and which token names they refuse."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import psycopg
+import pytest
+
+from tests.conftest import PG_ADMIN_URL, _libpq
+
+MIGRATE = "the database has no clustermon tables: run `clustermon db upgrade`"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def never_migrated_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/new.db"
+        return
+    request.getfixturevalue("postgres_url")  # reachable, or skipped/failed loudly
+    name = f"clustermon_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def clustermon(url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", *args],
+        env={**os.environ, "CLUSTERMON_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_command_on_a_database_never_migrated_says_to_migrate(never_migrated_url):
+    done = clustermon(never_migrated_url, "token", "create", "--role", "viewer", "--name", "me")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"clustermon: {MIGRATE}"  # one line, no traceback
+    assert clustermon(never_migrated_url, "db", "upgrade").returncode == 0
+    token = clustermon(never_migrated_url, "token", "create", "--role", "viewer", "--name", "me")
+    assert token.returncode == 0 and token.stdout.startswith("cm_viewer_")
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_a_token_needs_a_name(database_url, name):
+    done = clustermon(database_url, "token", "create", "--role", "agent", "--name", name)
+    assert done.returncode == 2
+    assert "must name who uses the token" in done.stderr
+    assert done.stdout == ""
