@@ -24,8 +24,14 @@ SERVER_NAME = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}(?!\n)$",
     error="must be 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit",
 )
-# Fields an agent might use to send the key itself: refused with an explicit message.
+# Fields an agent might use to send the key itself: refused with an explicit message (so is
+# any unknown field whose name `looks_like_a_key`: EncryptionKey, machineKey, decryption-key).
 RAW_KEY_FIELDS = ("encryption_key", "key", "machine_key", "raw_key", "secret")
+
+
+def looks_like_a_key(name: str) -> bool:
+    flat = "".join(ch for ch in name.lower() if ch.isalnum())
+    return flat.endswith("key") or "secret" in flat
 
 
 class HeartbeatSchema(HeartbeatRecordedSchema):
@@ -42,7 +48,11 @@ class HeartbeatSchema(HeartbeatRecordedSchema):
     @ma.validates_schema(pass_original=True, skip_on_field_errors=False)
     def refuse_raw_keys(self, data, original, **kwargs):
         if isinstance(original, dict):
-            raw = [name for name in RAW_KEY_FIELDS if name in original]
+            raw = [
+                name
+                for name in original
+                if isinstance(name, str) and name not in self.fields and looks_like_a_key(name)
+            ]
             if raw:
                 raise ma.ValidationError(
                     {

@@ -85,6 +85,18 @@ def test_bad_heartbeats_get_field_errors_and_change_nothing(app, post, body, fie
     assert _log(app) == []
 
 
+@pytest.mark.parametrize(
+    "name", ["encryption_key", "EncryptionKey", "machineKey", "decryption-key", "client_secret"]
+)
+def test_a_field_that_may_carry_the_key_itself_says_what_to_send(app, post, name):
+    response = post({**heartbeat(), name: "s3cr3t-key-material"})
+    assert response.status_code == 422
+    message = " ".join(response.get_json()["errors"][name])
+    assert "raw encryption keys are never accepted" in message
+    assert "encryption_key_fingerprint" in message
+    assert _log(app) == []
+
+
 def test_one_bad_item_rejects_the_whole_batch(app, post):
     beats = [heartbeat(server=f"s{i}") for i in range(5)] + [heartbeat(status="???")]
     response = post({"heartbeats": beats})
