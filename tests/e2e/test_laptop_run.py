@@ -1,8 +1,10 @@
 """The README's first command: `clustermon run --simulate 3` on a new SQLite database shows a
-living cluster, with the service that dies turning stale, within a minute."""
+living cluster, with the service that dies turning stale, within a minute; and `flask --app
+wsgi run`, as API.md also names it, is the same all-in-one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -12,6 +14,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -20,23 +24,24 @@ from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
-
-def _get(url: str, token: str) -> dict:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return orjson.loads(response.read())
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTERMON = [sys.executable, "-c", "from api.cli import main; main()"]
+FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
 
 
-def test_run_simulate_shows_a_dead_service_stale_within_a_minute(tmp_path):
+@contextlib.contextmanager
+def laptop(command: list[str], tmp_path) -> Iterator[tuple[str, str]]:
+    """`command` started on a new SQLite database: its cluster URL and the admin token it
+    printed; stopped (with its children) at the end."""
     port = free_port()
     env = {
         **os.environ,
         "CLUSTERMON_DATABASE_URL": f"sqlite:///{tmp_path}/clustermon.db",
         "CLUSTERMON_PORT": str(port),
     }
-    started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-c", "from api.cli import main; main()", "run", "--simulate", "3"],
+        command,
+        cwd=ROOT,
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -50,36 +55,11 @@ def test_run_simulate_shows_a_dead_service_stale_within_a_minute(tmp_path):
             if match := re.search(r"admin token \(shown once\): (\S+)", line):
                 token = match.group(1)
                 break
-        assert token, "run printed no admin token"
+        assert token, "no admin token printed"
         # Keep reading what it logs, so that a full pipe never blocks it.
         drain = threading.Thread(target=process.stderr.read, daemon=True)
         drain.start()
-        url = f"http://127.0.0.1:{port}/api/v1/cluster"
-        view = None
-        while time.monotonic() - started < 60:
-            try:
-                view = _get(url, token)
-            except (urllib.error.URLError, OSError):
-                view = None
-            states = {
-                (s["name"], c["name"]): c["heartbeat"]["state"]
-                for s in (view or {}).get("servers", [])
-                for c in s["components"]
-            }
-            if states.get(("node02", "service")) == "stale":
-                break
-            time.sleep(1)
-        assert view is not None, "the API never answered"
-        assert states.get(("node02", "service")) == "stale", view
-        assert len(states) == 6  # three servers, web and service each
-        assert [k for k, state in states.items() if state == "stale"] == [("node02", "service")]
-        assert view["configuration"]["stale_timeout_seconds"] == 30  # the demo's, on a new log
-        [node02] = [s for s in view["servers"] if s["name"] == "node02"]
-        [service] = [c for c in node02["components"] if c["name"] == "service"]
-        assert service["reasons"]  # it says why
-        # The simulator's token is not on any command line.
-        commands = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        assert "cm_agent_" not in commands
+        yield f"http://127.0.0.1:{port}/api/v1/cluster", token
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -90,3 +70,60 @@ def test_run_simulate_shows_a_dead_service_stale_within_a_minute(tmp_path):
         if drain is not None:
             drain.join(timeout=10)  # at the end of what it wrote
         process.stderr.close()
+
+
+def _view(url: str, token: str) -> dict | None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return orjson.loads(response.read())
+    except (urllib.error.URLError, OSError):  # not serving yet
+        return None
+
+
+def _states(view: dict | None) -> dict[tuple[str, str], str]:
+    return {
+        (s["name"], c["name"]): c["heartbeat"]["state"]
+        for s in (view or {}).get("servers", [])
+        for c in s["components"]
+    }
+
+
+def test_run_simulate_shows_a_dead_service_stale_within_a_minute(tmp_path):
+    started = time.monotonic()
+    with laptop([*CLUSTERMON, "run", "--simulate", "3"], tmp_path) as (url, token):
+        view = None
+        while time.monotonic() - started < 60:
+            view = _view(url, token)
+            if _states(view).get(("node02", "service")) == "stale":
+                break
+            time.sleep(1)
+        states = _states(view)
+        assert len(states) == 6, view  # three servers, web and service each
+        assert [k for k, state in states.items() if state == "stale"] == [("node02", "service")]
+        assert view["configuration"]["stale_timeout_seconds"] == 30  # the demo's, on a new log
+        [node02] = [s for s in view["servers"] if s["name"] == "node02"]
+        [service] = [c for c in node02["components"] if c["name"] == "service"]
+        assert service["reasons"]  # it says why
+        # The simulator's token is not on any command line.
+        commands = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "cm_agent_" not in commands
+
+
+def test_flask_app_wsgi_run_is_the_same_all_in_one(tmp_path):
+    # Flask's built-in `run` (its development server, no migration) used to answer instead.
+    with laptop([*FLASK, "run"], tmp_path) as (url, token):
+        deadline = time.monotonic() + 30
+        while (view := _view(url, token)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert view is not None and view["server_count"] == 0  # migrated, serving
+    other = tmp_path / "otherapp.py"
+    other.write_text("from flask import Flask\napp = Flask(__name__)\n")
+    help_text = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "otherapp", "run", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "development server" in help_text  # any other app keeps Flask's own
