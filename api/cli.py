@@ -66,6 +66,7 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
             self.cfg.set("accesslog", None)
             self.cfg.set("reuse_port", REUSE_PORT)
             self.cfg.set("post_worker_init", server_errors.post_worker_init)
+            self.cfg.set("control_socket_disable", True)  # see _serve_gevent
 
         def load(self):
             return app
@@ -95,6 +96,9 @@ def _serve_gevent(host: str, port: int, workers: int) -> None:
             f"--bind={host}:{port}",
             *(["--reuse-port"] if REUSE_PORT else []),
             "--config=python:api.server_errors",  # its post_worker_init hook
+            # gunicorn 27's management socket is one path per user (~/.gunicorn/gunicorn.ctl),
+            # which every other gunicorn of that user takes over; clustermon does not use it.
+            "--no-control-socket",
             "wsgi:app",
         ],
     )

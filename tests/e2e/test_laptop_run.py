@@ -38,6 +38,7 @@ def laptop(command: list[str], tmp_path) -> Iterator[tuple[str, str]]:
         **os.environ,
         "CLUSTERMON_DATABASE_URL": f"sqlite:///{tmp_path}/clustermon.db",
         "CLUSTERMON_PORT": str(port),
+        "HOME": str(tmp_path),  # where gunicorn 27 would put its control socket
     }
     process = subprocess.Popen(
         command,
@@ -117,6 +118,7 @@ def test_flask_app_wsgi_run_is_the_same_all_in_one(tmp_path):
         while (view := _view(url, token)) is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert view is not None and view["server_count"] == 0  # migrated, serving
+        assert not (tmp_path / ".gunicorn").exists()  # no control socket (see test_serve)
     other = tmp_path / "otherapp.py"
     other.write_text("from flask import Flask\napp = Flask(__name__)\n")
     help_text = subprocess.run(

@@ -36,6 +36,16 @@ def test_a_second_server_on_a_taken_port_refuses_to_start_and_the_first_keeps_se
     assert server.process.poll() is None
 
 
+def test_serve_leaves_no_gunicorn_control_socket(server, tmp_path):
+    # One path per user, which every gunicorn of that user would take over from the others.
+    server.env["HOME"] = str(tmp_path)
+    server.cli("db", "upgrade")
+    server.start()
+    with urllib.request.urlopen(server.url + "/healthz", timeout=5) as response:
+        assert response.status == 200
+    assert not (tmp_path / ".gunicorn").exists()
+
+
 def test_many_dashboards_stream_live_while_agents_send_heartbeats(server):
     server.cli("db", "upgrade")
     viewer = server.cli("token", "create", "--role", "viewer", "--name", "dashboards")
