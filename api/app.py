@@ -121,7 +121,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def _ip_formats(converter, field, **kwargs) -> dict:
     """An IPv4 or IPv6 address, in the formats JSON Schema defines."""
-    if type(field) is ma_fields.IP:
+    if isinstance(field, ma_fields.IP) and not isinstance(field, ma_fields.IPv4 | ma_fields.IPv6):
         return {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     return {}
 

@@ -27,7 +27,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, utils, validate
 
-from eventstore.events import Fingerprint, Instant, storable_time
+from eventstore.events import Fingerprint, HostAddress, Instant, storable_time
 
 
 class Unsupported(TypeError):
@@ -102,6 +102,13 @@ def _ip(value):
         raise _INVALID from None
 
 
+def _host_address(value):
+    address = _ip(value)
+    if getattr(address, "scope_id", None) is not None:
+        raise _INVALID
+    return address
+
+
 def _length(validator: validate.Length) -> Callable[[Any], None]:
     low, high, equal = validator.min, validator.max, validator.equal
 
@@ -158,6 +165,8 @@ def _converter(field: fields.Field, skip: Collection[str]) -> Callable[[Any], An
         return _aware_datetime if kind is fields.AwareDateTime else _instant
     if kind is fields.IP:
         return _ip
+    if kind is HostAddress:
+        return _host_address
     if kind is fields.List:
         inner = _field_loader(field.inner, skip)
 

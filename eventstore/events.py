@@ -135,6 +135,20 @@ class Instant(fields.AwareDateTime):
         return loaded
 
 
+class HostAddress(fields.IP):
+    """An IPv4 or IPv6 address without an IPv6 zone (`fe80::1%eth0`): a zone names one of the
+    sender's own interfaces, which means nothing to anyone else (and no JSON Schema address
+    format allows it)."""
+
+    default_error_messages = {"zone": "must be an address without a zone (%interface)"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        address = super()._deserialize(value, attr, data, **kwargs)
+        if getattr(address, "scope_id", None) is not None:
+            raise self.make_error("zone")
+        return address
+
+
 # Text that PostgreSQL can store: its text type refuses NUL characters (the whole commit fails).
 NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain NUL characters")
 
@@ -153,7 +167,7 @@ class HeartbeatRecordedSchema(Schema):
     verification = fields.String(load_default="verified", validate=validate.OneOf(VERIFICATIONS))
     os = _optional_text(100)
     os_version = _optional_text(100)
-    ip = fields.IP(load_default=None, allow_none=True)
+    ip = HostAddress(load_default=None, allow_none=True)
     product = _optional_text(100)
     product_version = _optional_text(50)
     encryption_key_fingerprint = Fingerprint(

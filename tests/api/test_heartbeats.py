@@ -48,6 +48,7 @@ def test_the_same_id_twice_in_one_batch_is_stored_once(app, post):
         (heartbeat(status="fine"), "status"),
         (heartbeat(verification="maybe"), "verification"),
         (heartbeat(ip="10.0.0.300"), "ip"),
+        (heartbeat(ip="fe80::1%eth0"), "ip"),  # a zone is the sender's own interface
         (heartbeat(encryption_key_fingerprint="abc123"), "encryption_key_fingerprint"),
         (heartbeat(encryption_key_fingerprint="Q" * 64), "encryption_key_fingerprint"),
         (heartbeat(encryption_key_fingerprint="ab" * 32 + "\n"), "encryption_key_fingerprint"),
