@@ -128,6 +128,15 @@ class Instant(fields.AwareDateTime):
         " of whole minutes under 16 hours",
     }
 
+    RANGE = "between 1970-01-01 and 9000-01-01 (UTC), UTC offset in whole minutes under 16 h"
+
+    def __init__(self, **kwargs):
+        # The range in the OpenAPI document too: JSON Schema's date-time format cannot say it.
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        described = metadata.get("description")
+        metadata["description"] = f"{described}; {self.RANGE}" if described else self.RANGE
+        super().__init__(metadata=metadata, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
         loaded = super()._deserialize(value, attr, data, **kwargs)
         if not storable_time(loaded):

@@ -35,6 +35,9 @@ def test_openapi_names_the_contract(client):
         for path in (f"/{probe}", f"/api/v1/{probe}"):
             assert paths[path]["get"]["security"] == [], path
             assert str(client.get(path).status_code) in paths[path]["get"]["responses"]
+    # The times' range, which JSON Schema's date-time format cannot express, is stated.
+    sent_at = spec["components"]["schemas"]["Heartbeat"]["properties"]["sent_at"]
+    assert "1970-01-01" in sent_at["description"] and "9000-01-01" in sent_at["description"]
     # Answers documented as open objects, not as objects without properties.
     assert spec["components"]["schemas"]["Answer"]["additionalProperties"] is True
     assert "Heartbeat" in spec["components"]["schemas"]
