@@ -9,25 +9,28 @@ The rule, checked by a scheduler when it becomes leader, before its first sweep:
   exists, the `recorded_at` of the newest event in the log.
 - No gap if `now - watched_until <= gap_threshold`, where
   `gap_threshold = max(2 * heartbeat frequency, 30 s, 3 * sweep interval)`.
-- No gap either if the log shows the API kept recording: from `watched_until` to now, no
-  stretch longer than `gap_threshold` passed without an event recorded. Only the scheduler
-  was away; components could report, those that did not are truly stale, and their timeouts
-  (emitted now) keep their exact logical expiry.
+- Heartbeats recorded within STOP_WINDOW after `watched_until` came before the stop, not after
+  it: when the API and the scheduler stop together, the last liveness write is up to
+  LIVENESS_EVERY (and one election tick) old. `stopped` = the last event recorded in that
+  window, else `watched_until`.
+- No gap either if the log shows the API kept recording: the first event recorded after
+  `stopped` came within `gap_threshold` of it. Only the scheduler was away; components could
+  report, those that did not are truly stale, and their timeouts (emitted now) keep their
+  exact logical expiry.
 - Otherwise the whole monitor was down: append one
-  `MonitorResumed(down_since=<start of the first such silence>, resumed_at=now)`. The fold and
-  `rules.deadline` then count every component's deadline from `resumed_at` when that is later
-  than its last heartbeat: one full timeout after the restart, no timeout for components that
-  report within it. Heartbeats the API recorded between its restart and this takeover (the API
-  usually comes up first) do not hide the gap, and neither do those it recorded between the
-  last liveness write and the shutdown (liveness is up to LIVENESS_EVERY old when everything
-  stops together): what counts is a silence anywhere after `watched_until`.
+  `MonitorResumed(down_since=stopped, resumed_at=now)`. The fold and `rules.deadline` then
+  count every component's deadline from `resumed_at` when that is later than its last
+  heartbeat: one full timeout after the restart, no timeout for components that report within
+  it. Heartbeats the API recorded between its restart and this takeover (the API usually comes
+  up first) do not hide the gap: what counts is the silence right after `stopped`.
 - Why this threshold: after two heartbeat periods of silence every live component has missed
   a beat it could not deliver, so timeouts falling in that window say nothing about the
   components. Shorter pauses (a leader failover takes about a second; liveness rows are at most
   LIVENESS_EVERY seconds old) are not gaps.
 - Known limit: a whole-service outage that starts and ends while the scheduler alone is down
-  (after the API recorded events past `watched_until`) is not detected; its timeouts are
-  emitted with their exact expiry.
+  (after the API recorded events past `stopped`) is not detected; its timeouts are emitted
+  with their exact expiry. In the log it looks like the whole cluster falling silent while
+  the API kept running, which must time every component out at its exact expiry.
 - An empty log (nothing known, nothing to judge) records no gap.
 """
 
@@ -45,6 +48,7 @@ from projections.state import Configuration
 from scheduler.tables import scheduler_liveness
 
 LIVENESS_EVERY = timedelta(seconds=5)
+STOP_WINDOW = 2 * LIVENESS_EVERY
 MIN_GAP = timedelta(seconds=30)
 
 
@@ -75,24 +79,20 @@ def last_liveness(engine: sa.Engine) -> datetime | None:
         return conn.execute(sa.select(sa.func.max(scheduler_liveness.c.last_seen_at))).scalar()
 
 
-def _first_silence(
-    engine: sa.Engine, since: datetime, until: datetime, longer_than: timedelta
-) -> datetime | None:
-    """When the first stretch of more than `longer_than` without an event recorded began in
-    (`since`, `until`]: `since` or the recorded_at of the event before it; None if events kept
-    coming. Reads the recorded_at index from `since` on, and stops at the first silence."""
-    query = (
-        sa.select(events.c.recorded_at)
-        .where(events.c.recorded_at > since, events.c.recorded_at <= until)
-        .order_by(events.c.recorded_at)
-    )
-    previous = since
-    with engine.connect() as conn, conn.execution_options(yield_per=10_000).execute(query) as rows:
-        for (recorded_at,) in rows:
-            if recorded_at - previous > longer_than:
-                return previous
-            previous = recorded_at
-    return previous if until - previous > longer_than else None
+def _last_recorded_between(engine: sa.Engine, after: datetime, until: datetime):
+    """One probe of the recorded_at index."""
+    with engine.connect() as conn:
+        query = sa.select(sa.func.max(events.c.recorded_at)).where(
+            events.c.recorded_at > after, events.c.recorded_at <= until
+        )
+        return conn.execute(query).scalar()
+
+
+def _first_recorded_after(engine: sa.Engine, moment: datetime) -> datetime | None:
+    """One probe of the recorded_at index."""
+    with engine.connect() as conn:
+        query = sa.select(sa.func.min(events.c.recorded_at)).where(events.c.recorded_at > moment)
+        return conn.execute(query).scalar()
 
 
 def _last_recorded(engine: sa.Engine) -> datetime | None:
@@ -129,10 +129,15 @@ def resume_after_gap(
     watched_until = max(known) if known else _last_recorded(engine)
     if watched_until is None or now - watched_until <= threshold:
         return None
-    down_since = _first_silence(engine, watched_until, now, threshold)
-    if down_since is None:
+    stopped = (
+        _last_recorded_between(engine, watched_until, watched_until + STOP_WINDOW) or watched_until
+    )
+    if now - stopped <= threshold:
         return None
-    event = MonitorResumed(down_since=down_since, resumed_at=now, detector=detector)
+    api_back = _first_recorded_after(engine, stopped)
+    if api_back is not None and api_back - stopped <= threshold:
+        return None
+    event = MonitorResumed(down_since=stopped, resumed_at=now, detector=detector)
     try:
         result = store.append([NewEvent(event)], expected_version=monitor_version)
     except ConcurrencyError:  # another scheduler recorded this gap a moment ago

@@ -243,23 +243,26 @@ def test_heartbeats_just_before_everything_stopped_do_not_hide_the_gap(store, cl
     assert {r.event.expired_at for r in swept} == {clock.now + timedelta(seconds=300)}
 
 
-def test_a_silence_while_the_scheduler_was_away_is_a_gap_from_its_start(store, clock):
-    """The scheduler was away for an hour; the API recorded for the first half of it, then
-    stopped for ten minutes, then came back."""
+def test_a_cluster_falling_silent_while_the_scheduler_was_away_is_not_a_monitor_gap(
+    store, clock
+):
+    """The scheduler was away; the API kept recording for 40 minutes, then every agent fell
+    silent (the whole cluster died). That outage is the components', not the monitor's: their
+    timeouts keep their exact expiry."""
     start = clock.now
     record_liveness(store.engine, "sched-a", start, start)
-    for _ in range(90):
+    for _ in range(120):
         clock.advance(seconds=20)
         beat(store, "app01")
-    silent_from = clock.now
-    clock.advance(minutes=10)
-    for _ in range(60):
-        beat(store, "app01")
-        clock.advance(seconds=20)
+        beat(store, "app02")
+    last = clock.now
+    clock.advance(minutes=20)
 
     config = fold([]).configuration
-    gap = resume_after_gap(store, clock.now, config=config, **GAP_ARGS)
-    assert (gap.event.down_since, gap.event.resumed_at) == (silent_from, clock.now)
+    assert resume_after_gap(store, clock.now, config=config, **GAP_ARGS) is None
+    swept = emit_timeouts(store, clock.now)
+    assert sorted(r.event.server for r in swept) == ["app01", "app02"]
+    assert {r.event.expired_at for r in swept} == {last + timedelta(seconds=300)}
 
 
 def test_a_short_pause_or_a_scheduler_alone_down_is_not_a_monitor_gap(store, clock):
