@@ -128,8 +128,13 @@ def stream_events(after=None):
         if not digits or int(header) > MAX_POSITION:
             raise invalid({"Last-Event-ID": ["must be a position: an integer from 0 to 2^63-1"]})
         after = int(header)
-    elif after is None:  # a new subscriber: what happens from now on, not the history
+    opening = b"retry: 2000\n\n"
+    if after is None:
+        # A new subscriber: what happens from now on, not the history. The head it starts
+        # from goes out as its first id, so that a client reconnecting before any event
+        # arrived resumes there (Last-Event-ID), not at a later head, missing what came between.
         after = services(current_app).store.head_position()
+        opening = f"retry: 2000\nid: {after}\n\n".encode()
     tail = _tail(current_app)
     limit_seconds = current_app.config.get("SSE_MAX_SECONDS", 300)
     slots = current_app.extensions.setdefault(
@@ -146,7 +151,7 @@ def stream_events(after=None):
     def generate(after: int):
         try:
             with tail.subscribed():
-                yield b"retry: 2000\n\n"
+                yield opening
                 ends = time.monotonic() + limit_seconds
                 last_sent = time.monotonic()
                 while (now := time.monotonic()) < ends:

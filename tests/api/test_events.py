@@ -169,9 +169,23 @@ def test_a_new_subscriber_gets_new_events_not_the_history(app, client, tokens, p
     stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
     try:
         post(heartbeat(server="new"))
-        assert _read_until(stream, 4) == [4]
+        assert _read_until(stream, 4) == [3, 4]  # 3: the head it started from, an id alone
     finally:
         stream.close()
+
+
+def test_a_new_subscriber_that_reconnects_before_any_event_misses_nothing(
+    app, client, tokens, post
+):
+    # Its first id is the head it started from: an EventSource that reconnects (the stream
+    # ended, a proxy cut it) sends it back as Last-Event-ID and resumes there.
+    app.config.update(SSE_POLL_SECONDS=0.02, SSE_MAX_SECONDS=0.1)
+    post(heartbeat(server="old"))
+    first = client.get("/api/v1/events/stream", headers=tokens["viewer"])
+    assert _ids([first.data]) == [1]
+    post(heartbeat(server="meanwhile"))  # while the client waits to reconnect
+    again = client.get("/api/v1/events/stream", headers={**tokens["viewer"], "Last-Event-ID": "1"})
+    assert _ids([again.data]) == [2]
 
 
 def test_live_streams_share_one_read_of_each_new_event(app, tokens, post):

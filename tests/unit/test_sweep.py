@@ -243,9 +243,7 @@ def test_heartbeats_just_before_everything_stopped_do_not_hide_the_gap(store, cl
     assert {r.event.expired_at for r in swept} == {clock.now + timedelta(seconds=300)}
 
 
-def test_a_cluster_falling_silent_while_the_scheduler_was_away_is_not_a_monitor_gap(
-    store, clock
-):
+def test_a_cluster_falling_silent_while_the_scheduler_was_away_is_not_a_monitor_gap(store, clock):
     """The scheduler was away; the API kept recording for 40 minutes, then every agent fell
     silent (the whole cluster died). That outage is the components', not the monitor's: their
     timeouts keep their exact expiry."""
