@@ -125,13 +125,16 @@ def server_entry(
 
 def live_time(state: ClusterState, now: datetime) -> datetime:
     """The time the current view is evaluated at: the whole second of `now` (one rendering
-    serves every request of that second), or the recorded_at of the newest event folded when
-    that is later. The view at `as_of.time` is then exactly the fold of the events recorded at
-    or before it, as `?at=` computes it: an event recorded earlier in this second is never
-    shown with a negative age, nor left out of the view of its own time."""
+    serves every request of that second), or, when the newest event folded was recorded later
+    than that, its recorded_at rounded up to the whole millisecond (the renderer's fast path:
+    projections/rendered.py). The view at `as_of.time` is then the fold of the events recorded
+    at or before it, as `?at=` computes it (up to commits in flight at that moment): an event
+    recorded earlier in this second is never shown with a negative age, nor left out of the
+    view of its own time."""
     whole_second = now.replace(microsecond=0)
-    if state.recorded_at is not None and state.recorded_at > whole_second:
-        return state.recorded_at
+    newest = state.recorded_at
+    if newest is not None and newest > whole_second:
+        return newest + timedelta(microseconds=-newest.microsecond % 1000)
     return whole_second
 
 
