@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -323,7 +324,36 @@ def init_app(app: Flask) -> None:
         *cli_scheduler.commands,
         *cli_audit.commands,
     ]:
+        _explain_missing_tables(command)
         app.cli.add_command(command)
+
+
+MIGRATE_FIRST = "the database has no clustermon tables: run `clustermon db upgrade`"
+
+
+def _explain_missing_tables(command: click.Command) -> None:
+    """A command run on a database never migrated says so in one line (as `clustermon` or as
+    `flask --app wsgi`), instead of a SQLAlchemy traceback. Once per command: the app factory
+    runs many times in one process."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _explain_missing_tables(sub)
+        return
+    callback = command.callback
+    if callback is None or getattr(callback, "explains_missing_tables", False):
+        return
+
+    @functools.wraps(callback)
+    def explained(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except sa.exc.DBAPIError as exc:
+            if _missing_table(exc):
+                raise click.ClickException(MIGRATE_FIRST) from None
+            raise
+
+    explained.explains_missing_tables = True
+    command.callback = explained
 
 
 def main() -> None:
@@ -335,20 +365,14 @@ def main() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clustermon-metrics-")
     from api.app import create_app
 
-    group = FlaskGroup(
+    FlaskGroup(
         name="clustermon",
         create_app=create_app,
         add_default_commands=False,
         add_version_option=False,
         load_dotenv=False,
         set_debug_flag=False,
-    )
-    try:
-        group(prog_name="clustermon")
-    except sa.exc.DBAPIError as exc:
-        if not _missing_table(exc):
-            raise
-        sys.exit("clustermon: the database has no clustermon tables: run `clustermon db upgrade`")
+    )(prog_name="clustermon")
 
 
 def _missing_table(exc: sa.exc.DBAPIError) -> bool:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,9 +32,15 @@ def never_migrated_url(request, tmp_path):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def clustermon(url: str, *args: str) -> subprocess.CompletedProcess:
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTERMON = [sys.executable, "-c", "from api.cli import main; main()"]
+FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]  # API.md: every command runs so too
+
+
+def clustermon(url: str, *args: str, via: list[str] = CLUSTERMON) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", *args],
+        [*via, *args],
+        cwd=ROOT,
         env={**os.environ, "CLUSTERMON_DATABASE_URL": url},
         capture_output=True,
         text=True,
@@ -41,10 +48,12 @@ def clustermon(url: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_command_on_a_database_never_migrated_says_to_migrate(never_migrated_url):
-    done = clustermon(never_migrated_url, "token", "create", "--role", "viewer", "--name", "me")
-    assert done.returncode == 1
-    assert done.stderr.strip() == f"clustermon: {MIGRATE}"  # one line, no traceback
+@pytest.mark.parametrize("via", [CLUSTERMON, FLASK], ids=["clustermon", "flask"])
+def test_a_command_on_a_database_never_migrated_says_to_migrate(never_migrated_url, via):
+    for command in (("token", "create", "--role", "viewer", "--name", "me"), ("at", "2026-11-27T10:00:00Z")):
+        done = clustermon(never_migrated_url, *command, via=via)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == f"Error: {MIGRATE}"  # one line, no traceback
     assert clustermon(never_migrated_url, "db", "upgrade").returncode == 0
     token = clustermon(never_migrated_url, "token", "create", "--role", "viewer", "--name", "me")
     assert token.returncode == 0 and token.stdout.startswith("cm_viewer_")
