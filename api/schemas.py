@@ -3,6 +3,8 @@ generated from them)."""
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
@@ -29,9 +31,16 @@ SERVER_NAME = validate.Regexp(
 RAW_KEY_FIELDS = ("encryption_key", "key", "machine_key", "raw_key", "secret")
 
 
+_KEY_KINDS = {"encryption", "decryption", "machine", "raw", "private", "secret", "aes"}
+
+
 def looks_like_a_key(name: str) -> bool:
-    flat = "".join(ch for ch in name.lower() if ch.isalnum())
-    return flat.endswith("key") or "secret" in flat
+    """`key`, `secret` or `<kind> key` as words, in any case and spelling (snake, kebab,
+    camel): `EncryptionKey`, `machineKey`, `client_secret`; not `monkey` or `ssh_host_key`."""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+    if "secret" in words:
+        return True
+    return words[-1:] == ["key"] and (len(words) == 1 or words[-2] in _KEY_KINDS)
 
 
 class HeartbeatSchema(HeartbeatRecordedSchema):

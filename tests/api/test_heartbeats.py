@@ -98,6 +98,14 @@ def test_a_field_that_may_carry_the_key_itself_says_what_to_send(app, post, name
     assert _log(app) == []
 
 
+@pytest.mark.parametrize("name", ["monkey", "ssh_host_key", "keyboard"])
+def test_other_unknown_fields_are_just_unknown(app, post, name):
+    response = post({**heartbeat(), name: "x"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][name] == ["Unknown field."]
+    assert _log(app) == []
+
+
 def test_one_bad_item_rejects_the_whole_batch(app, post):
     beats = [heartbeat(server=f"s{i}") for i in range(5)] + [heartbeat(status="???")]
     response = post({"heartbeats": beats})

@@ -50,7 +50,10 @@ def clustermon(url: str, *args: str, via: list[str] = CLUSTERMON) -> subprocess.
 
 @pytest.mark.parametrize("via", [CLUSTERMON, FLASK], ids=["clustermon", "flask"])
 def test_a_command_on_a_database_never_migrated_says_to_migrate(never_migrated_url, via):
-    for command in (("token", "create", "--role", "viewer", "--name", "me"), ("at", "2026-11-27T10:00:00Z")):
+    for command in (
+        ("token", "create", "--role", "viewer", "--name", "me"),
+        ("at", "2026-11-27T10:00:00Z"),
+    ):
         done = clustermon(never_migrated_url, *command, via=via)
         assert done.returncode == 1, done.stderr
         assert done.stderr.strip() == f"Error: {MIGRATE}"  # one line, no traceback
