@@ -139,8 +139,8 @@ def _record_monitor_gap(app: Flask) -> None:
 
 
 @click.command("serve", help="Migrate, then serve the API and dashboard with gunicorn.")
-@click.option("--host", default=None, help="bind address [CLUSTERMON_HOST]")
-@click.option("--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
+@click.option("-h", "--host", default=None, help="bind address [CLUSTERMON_HOST]")
+@click.option("-p", "--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
 @click.option("--workers", type=int, default=None, help="worker processes [CLUSTERMON_WORKERS]")
 @with_appcontext
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
@@ -160,8 +160,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 @click.command("run", help="All-in-one for a laptop: migrate, run the scheduler, serve.")
-@click.option("--host", default=None)
-@click.option("--port", type=int, default=None)
+# -h and -p as in Flask's own run, which `flask --app wsgi run` replaces (api/flask_run.py).
+@click.option("-h", "--host", default=None, help="bind address [CLUSTERMON_HOST]")
+@click.option("-p", "--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
 @click.option(
     "--simulate",
     "simulated",

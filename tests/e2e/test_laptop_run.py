@@ -31,17 +31,17 @@ FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
 
 @contextlib.contextmanager
 def laptop(command: list[str], tmp_path) -> Iterator[tuple[str, str]]:
-    """`command` started on a new SQLite database: its cluster URL and the admin token it
-    printed; stopped (with its children) at the end."""
+    """`command` started on a new SQLite database (`{port}` in it: the port chosen): its
+    cluster URL and the admin token it printed; stopped (with its children) at the end."""
     port = free_port()
     env = {
         **os.environ,
         "CLUSTERMON_DATABASE_URL": f"sqlite:///{tmp_path}/clustermon.db",
-        "CLUSTERMON_PORT": str(port),
+        "CLUSTERMON_PORT": str(port) if "{port}" not in command else "1",
         "HOME": str(tmp_path),  # where gunicorn 27 would put its control socket
     }
     process = subprocess.Popen(
-        command,
+        [arg.format(port=port) for arg in command],
         cwd=ROOT,
         env=env,
         stderr=subprocess.PIPE,
@@ -113,7 +113,8 @@ def test_run_simulate_shows_a_dead_service_stale_within_a_minute(tmp_path):
 
 def test_flask_app_wsgi_run_is_the_same_all_in_one(tmp_path):
     # Flask's built-in `run` (its development server, no migration) used to answer instead.
-    with laptop([*FLASK, "run"], tmp_path) as (url, token):
+    # With Flask's own short options, -h and -p.
+    with laptop([*FLASK, "run", "-h", "127.0.0.1", "-p", "{port}"], tmp_path) as (url, token):
         deadline = time.monotonic() + 30
         while (view := _view(url, token)) is None and time.monotonic() < deadline:
             time.sleep(0.2)
