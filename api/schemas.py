@@ -31,7 +31,7 @@ SERVER_NAME = validate.Regexp(
 RAW_KEY_FIELDS = ("encryption_key", "key", "machine_key", "raw_key", "secret")
 
 
-_KEY_KINDS = {"encryption", "decryption", "machine", "raw", "private", "secret", "aes"}
+_KEY_KINDS = {"encryption", "decryption", "machine", "raw", "private", "aes"}
 
 
 def looks_like_a_key(name: str) -> bool:

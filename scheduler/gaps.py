@@ -79,7 +79,7 @@ def last_liveness(engine: sa.Engine) -> datetime | None:
         return conn.execute(sa.select(sa.func.max(scheduler_liveness.c.last_seen_at))).scalar()
 
 
-def _last_recorded_between(engine: sa.Engine, after: datetime, until: datetime):
+def _last_recorded_between(engine: sa.Engine, after: datetime, until: datetime) -> datetime | None:
     """One probe of the recorded_at index."""
     with engine.connect() as conn:
         query = sa.select(sa.func.max(events.c.recorded_at)).where(
