@@ -33,6 +33,7 @@ def _chosen(parent: click.Context | None) -> click.Command:
 
 run = _Run(
     "run",
-    help="clustermon's app: migrate, run the scheduler, serve (as `clustermon run`). "
+    short_help="All-in-one for a laptop: migrate, run the scheduler, serve.",
+    help="clustermon's app: migrate, run the scheduler, serve (`clustermon run`). "
     "Any other app: Flask's development server.",
 )
