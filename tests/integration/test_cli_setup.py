@@ -68,3 +68,17 @@ def test_a_token_needs_a_name(database_url, name):
     assert done.returncode == 2
     assert "must name who uses the token" in done.stderr
     assert done.stdout == ""
+
+
+def test_demo_timeouts_only_on_a_configuration_never_changed(store):
+    from api.cli import _configure_demo
+    from eventstore.decisions import ClusterCommands
+
+    commands = ClusterCommands(store)
+    assert _configure_demo(commands)
+    demo = commands.configuration()
+    assert (demo.heartbeat_frequency_seconds, demo.stale_timeout_seconds) == (10, 30)
+    # Someone's choice afterwards is left alone by the next `run --simulate`.
+    commands.change_configuration({"stale_timeout_seconds": 600}, {"actor": "admin-1"})
+    assert not _configure_demo(commands)
+    assert commands.configuration().stale_timeout_seconds == 600
