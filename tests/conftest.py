@@ -50,6 +50,23 @@ def postgres_url() -> Iterator[str]:
         admin.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request, tmp_path) -> Iterator[str]:
+    """A brand-new database of each kind, never migrated."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    request.getfixturevalue("postgres_url")  # skips/fails like every PostgreSQL test
+    name = f"clustermon_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("template") / "clustermon.db"

@@ -6,30 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, _libpq
-
 MIGRATE = "the database has no clustermon tables: run `clustermon db upgrade`"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def never_migrated_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/new.db"
-        return
-    request.getfixturevalue("postgres_url")  # reachable, or skipped/failed loudly
-    name = f"clustermon_empty_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,16 +30,16 @@ def clustermon(url: str, *args: str, via: list[str] = CLUSTERMON) -> subprocess.
 
 
 @pytest.mark.parametrize("via", [CLUSTERMON, FLASK], ids=["clustermon", "flask"])
-def test_a_command_on_a_database_never_migrated_says_to_migrate(never_migrated_url, via):
+def test_a_command_on_a_database_never_migrated_says_to_migrate(empty_url, via):
     for command in (
         ("token", "create", "--role", "viewer", "--name", "me"),
         ("at", "2026-11-27T10:00:00Z"),
     ):
-        done = clustermon(never_migrated_url, *command, via=via)
+        done = clustermon(empty_url, *command, via=via)
         assert done.returncode == 1, done.stderr
         assert done.stderr.strip() == f"Error: {MIGRATE}"  # one line, no traceback
-    assert clustermon(never_migrated_url, "db", "upgrade").returncode == 0
-    token = clustermon(never_migrated_url, "token", "create", "--role", "viewer", "--name", "me")
+    assert clustermon(empty_url, "db", "upgrade").returncode == 0
+    token = clustermon(empty_url, "token", "create", "--role", "viewer", "--name", "me")
     assert token.returncode == 0 and token.stdout.startswith("cm_viewer_")
 
 

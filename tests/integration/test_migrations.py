@@ -9,38 +9,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 import sqlalchemy as sa
 
 import migrations
 from eventstore import EventStore, create_engine
 from eventstore.events import HeartbeatRecorded
 from eventstore.store import NewEvent
-from tests.conftest import PG_ADMIN_URL, _libpq
+from tests.conftest import _libpq
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_url(request, tmp_path) -> Iterator[str]:
-    """A brand-new, empty database of each kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    request.getfixturevalue("postgres_url")  # skips/fails like every PostgreSQL test
-    name = f"clustermon_migrate_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def schema(url: str) -> tuple[set[str], set[str], str | None]:
