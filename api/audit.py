@@ -11,12 +11,12 @@ from marshmallow import fields, validate
 
 from api.app import services
 from api.auth import require
+from api.fields import Instant
 from api.heartbeats import json_body
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery, QueryInteger
 from api.responses import REPORT_FORMATS, AnswerSchema
 from api.schemas import require_component_path
-from eventstore.events import Instant
 from projections import episodes, explain, report_store, reports, whatif
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit and reports")

@@ -12,6 +12,8 @@ import orjson
 from flask import current_app
 from flask.cli import with_appcontext
 
+from domain.durations import format_duration
+
 commands: list[click.Command] = []
 
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -90,17 +92,6 @@ def _fmt_time(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    value = float(value)
-    if value < 120:
-        return f"{value:.0f}s"
-    if value < 7200:
-        return f"{value / 60:.1f}min"
-    return f"{value / 3600:.2f}h"
-
-
 def table(headers: list[str], rows: list[list]) -> str:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
@@ -119,7 +110,7 @@ def _episode_rows(episodes, horizon) -> list[list]:
             e.cause + (" (inferred)" if e.inferred else ""),
             _fmt_time(e.start),
             _fmt_time(e.end),
-            _fmt_seconds(e.seconds(horizon)),
+            format_duration(e.seconds(horizon)),
             e.detector or "-",
             e.timeout_seconds or "-",
             e.configuration_version,
@@ -171,7 +162,7 @@ def audit(since, until, as_json: bool) -> None:
                     _fmt_time(f.episode.start),
                     f.episode.server,
                     _fmt_time(f.episode.end),
-                    _fmt_seconds(f.episode.seconds(horizon)),
+                    format_duration(f.episode.seconds(horizon)),
                     ",".join(server for server, _ in f.taken_over_by),
                     ",".join(map(str, sorted(set(f.episode.positions)))),
                 ]
@@ -187,7 +178,7 @@ def audit(since, until, as_json: bool) -> None:
                 [
                     _fmt_time(o.start),
                     _fmt_time(o.end),
-                    _fmt_seconds(o.seconds(horizon)),
+                    format_duration(o.seconds(horizon)),
                     ",".join(f"{e.server}/{e.component}" for e in o.episodes),
                 ]
                 for o in result.cluster_outages_in(since, until)
@@ -237,10 +228,10 @@ def what_if(stale_timeout, web_timeout, since, until, as_json: bool) -> None:
                 [
                     name,
                     s["episodes"],
-                    _fmt_seconds(s["outage_seconds"]),
+                    format_duration(s["outage_seconds"]),
                     s["failovers"],
                     s["cluster_outages"],
-                    _fmt_seconds(s["cluster_outage_seconds"]),
+                    format_duration(s["cluster_outage_seconds"]),
                 ]
                 for name, s in (("actual", summary["actual"]), ("what-if", summary["what_if"]))
             ],
@@ -254,9 +245,9 @@ def what_if(stale_timeout, web_timeout, since, until, as_json: bool) -> None:
                 [
                     f"{c['server']}/{c['component']}",
                     c["actual"]["episodes"],
-                    _fmt_seconds(c["actual"]["outage_seconds"]),
+                    format_duration(c["actual"]["outage_seconds"]),
                     c["what_if"]["episodes"],
-                    _fmt_seconds(c["what_if"]["outage_seconds"]),
+                    format_duration(c["what_if"]["outage_seconds"]),
                 ]
                 for c in report["components"]
             ],
@@ -330,9 +321,9 @@ def _print_report(stored: dict) -> None:
                     f"{c['server']}/{c['component']}",
                     "-" if c["uptime_percent"] is None else f"{c['uptime_percent']:.3f}",
                     c["outages"],
-                    _fmt_seconds(c["outage_seconds"]),
-                    _fmt_seconds(c["mttr_seconds"]),
-                    _fmt_seconds(c["longest_outage_seconds"]),
+                    format_duration(c["outage_seconds"]),
+                    format_duration(c["mttr_seconds"]),
+                    format_duration(c["longest_outage_seconds"]),
                     c["failovers"],
                 ]
                 for c in data["components"]
@@ -342,7 +333,7 @@ def _print_report(stored: dict) -> None:
     cluster = data["cluster"]
     click.echo(
         f"\ncluster: {cluster['failovers']} failover(s), {cluster['cluster_outages']} cluster"
-        f" outage(s) totalling {_fmt_seconds(cluster['cluster_outage_seconds'])}"
+        f" outage(s) totalling {format_duration(cluster['cluster_outage_seconds'])}"
     )
     if data["servers"]:
         click.echo("\nOut of sync")
@@ -353,9 +344,9 @@ def _print_report(stored: dict) -> None:
                     [
                         s["server"],
                         s["version_out_of_sync_periods"],
-                        _fmt_seconds(s["version_out_of_sync_seconds"]),
+                        format_duration(s["version_out_of_sync_seconds"]),
                         s["key_out_of_sync_periods"],
-                        _fmt_seconds(s["key_out_of_sync_seconds"]),
+                        format_duration(s["key_out_of_sync_seconds"]),
                     ]
                     for s in data["servers"]
                 ],

@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify, make_response, render_template
 
 from api.auth import current_principal
-from eventstore.events import ConfigurationSchema
+from api.event_schemas import ConfigurationSchema
 
 blueprint = Blueprint("dashboard", __name__, template_folder="templates")
 

@@ -17,7 +17,7 @@ from api.problems import Problem, invalid
 from api.query import Blueprint
 from api.responses import EVENT_STREAM, EventsPageSchema
 from api.schemas import MAX_POSITION, EventsQuerySchema, StreamQuerySchema
-from eventstore.events import component_stream
+from domain.events import component_stream
 from eventstore.store import RecordedEvent
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="The event log")

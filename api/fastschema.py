@@ -27,7 +27,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, utils, validate
 
-from eventstore.events import Fingerprint, HostAddress, Instant, storable_time
+from api.fields import Fingerprint, HostAddress, Instant
+from domain.events import storable_time
 
 
 class Unsupported(TypeError):

@@ -20,7 +20,7 @@ from api.schemas import (
     IngestResultSchema,
 )
 from api.tokens import Principal
-from eventstore.events import HeartbeatRecorded
+from domain.events import HeartbeatRecorded
 from eventstore.store import ConcurrencyError, NewEvent
 
 blp = Blueprint("heartbeats", __name__, url_prefix="/api/v1", description="Heartbeat ingest")

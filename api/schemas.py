@@ -8,15 +8,11 @@ import re
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from api.event_schemas import ConfigurationSchema, HeartbeatRecordedSchema
+from api.fields import Instant
 from api.problems import Problem
 from api.query import QueryInteger
-from eventstore.events import (
-    CATALOG,
-    COMPONENTS,
-    ConfigurationSchema,
-    HeartbeatRecordedSchema,
-    Instant,
-)
+from domain.events import CATALOG, COMPONENTS
 
 MAX_BATCH = 1000
 MAX_POSITION = 2**63 - 1  # positions are PostgreSQL bigints

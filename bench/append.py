@@ -30,8 +30,8 @@ from bench.common import (
     new_events,
     scratch_database,
 )
+from domain.events import HeartbeatRecorded
 from eventstore import EventStore, create_engine
-from eventstore.events import HeartbeatRecorded
 from eventstore.store import NewEvent
 
 RAW_INSERT = (

@@ -19,7 +19,7 @@ import orjson
 import psycopg
 
 import migrations
-from eventstore.events import HeartbeatRecorded
+from domain.events import HeartbeatRecorded
 from eventstore.store import NewEvent
 
 BENCH_URL = os.environ.get(

@@ -36,8 +36,8 @@ import orjson
 
 from bench.common import T0, scratch_database
 from bench.view_at import PER_COMMIT, copy_heartbeats, percentile
+from domain.events import HeartbeatRecorded
 from eventstore import EventStore, NewEvent, create_engine
-from eventstore.events import HeartbeatRecorded
 from projections import read
 from projections.rendered import ViewRenderer
 from projections.runner import ProjectionRunner

@@ -87,7 +87,7 @@ def asyncio_app():
 
     from api.heartbeats import compiled_load
     from api.tokens import hash_token
-    from eventstore.events import HeartbeatRecorded
+    from domain.events import HeartbeatRecorded
     from eventstore.store import _PG_APPEND_HEARTBEATS, APPEND_LOCK_KEY, NOTIFY_CHANNEL
 
     dsn, digest = os.environ["BENCH_DSN"], os.environ["BENCH_TOKEN_HASH"]

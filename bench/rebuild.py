@@ -20,11 +20,11 @@ import psycopg
 
 from bench.common import libpq, scratch_database
 from bench.view_at import copy_heartbeats
+from domain.state import ClusterState, apply
 from eventstore import EventStore, create_engine
 from eventstore.decoding import recorded as decode_row  # the store's row decoder
 from projections.read import current_state
 from projections.rebuild import rebuild
-from projections.state import ClusterState, apply
 
 PAGE = 10_000
 SELECT = (

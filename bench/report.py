@@ -36,12 +36,12 @@ import orjson
 import psycopg
 
 from bench.common import BENCH_URL, libpq, scratch_database
+from domain.events import ComponentRecovered, ComponentTimedOut, HeartbeatRecorded
+from domain.state import fold
 from eventstore import EventStore, create_engine
-from eventstore.events import ComponentRecovered, ComponentTimedOut, HeartbeatRecorded
 from projections import reports, snapshots, whatif
 from projections.episodes_seed import last_position_before
 from projections.snapshots import take_snapshot
-from projections.state import fold
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 STEP = timedelta(seconds=30)

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import migrations
 from bench.common import scratch_database
+from domain import rules
+from domain.events import ConfigurationChanged, HeartbeatRecorded
 from eventstore import EventStore, NewEvent, create_engine
-from eventstore.events import ConfigurationChanged, HeartbeatRecorded
-from projections import rules
 from scheduler.deadlines import DeadlineIndex
 from scheduler.sweep import emit_timeouts
 

@@ -25,9 +25,9 @@ import psycopg
 import sqlalchemy as sa
 
 from bench.common import T0, libpq, scratch_database
+from domain.state import fold
 from eventstore import EventStore, create_engine
 from projections import snapshots
-from projections.state import fold
 from projections.timetravel import view_at
 
 SERVERS = 1_000

@@ -24,8 +24,8 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 
-from eventstore.db import write_connection
-from eventstore.events import (
+from domain import rules
+from domain.events import (
     CLUSTER_STREAM,
     COMPONENTS,
     MONITOR_STREAM,
@@ -36,6 +36,8 @@ from eventstore.events import (
     HeartbeatRecorded,
     component_stream,
 )
+from domain.state import ComponentState, Configuration, fold
+from eventstore.db import write_connection
 from eventstore.store import (
     APPEND_LOCK_KEY,
     AppendResult,
@@ -45,8 +47,6 @@ from eventstore.store import (
 )
 from eventstore.tables import UTCDateTime
 from eventstore.tables import events as events_table
-from projections import rules
-from projections.state import ComponentState, Configuration, fold
 
 INGEST_DETECTOR = "ingest"
 # The streams whose events make the policy (the configuration, the monitor's gaps).

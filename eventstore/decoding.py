@@ -6,42 +6,28 @@ its record). Here each of those classes gets a *twin*: a plain class with the ve
 and bases, so CPython accepts `obj.__class__ = FrozenClass` on its instances. A row is decoded
 into the twin with ordinary (fast) attribute stores, then the object becomes an instance of the
 frozen class itself: same type, same equality and hash, frozen from then on
-(tests/unit/test_store_decoding.py compares every catalog type with `eventstore.events.decode`).
+(tests/unit/test_store_decoding.py compares every catalog type with `eventstore.upcasting.decode`).
 Per catalog type one generated function turns a whole row into its RecordedEvent (JSON parsed,
 event and record built) in a single frame: ~2 us a heartbeat row here, against ~3.3 us for the
 same objects built field by field.
 
 A payload that is not a plain match of the current schema version (older version, missing
 required field, unknown key) or a class with custom construction goes through
-`eventstore.events.decode` (upcasters, `from_data`).
+`eventstore.upcasting.decode` (upcasters, `from_data`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 
-from eventstore.events import CATALOG, Event, decode
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    position: int
-    event_id: UUID
-    stream: str
-    version: int
-    type: str
-    schema_version: int  # as stored; `event` is always the current version
-    event: Event
-    metadata: Mapping[str, Any]
-    occurred_at: datetime
-    recorded_at: datetime
+from domain.events import CATALOG, Event, RecordedEvent
+from eventstore.upcasting import decode
 
 
 def _twin(cls: type) -> type:

@@ -49,10 +49,10 @@ import orjson
 import psycopg
 import sqlalchemy as sa
 
+from domain.events import Event
 from eventstore.clock import Clock, utc_now
 from eventstore.db import AutocommitConnections, write_connection
 from eventstore.decoding import RecordedEvent, record, recorded
-from eventstore.events import Event
 from eventstore.tables import events as events_table
 
 # Any constant shared by every writer; "clustermon" in ASCII, to be recognisable in pg_locks.

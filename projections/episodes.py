@@ -1,7 +1,7 @@
 """Outage episodes per component, and failover / cluster-outage episodes, from the log.
 
 One pass over the log in position order (the same order every reader follows), next to the
-shared fold (`projections.state.apply`), builds:
+shared fold (`domain.state.apply`), builds:
 
 - **Component outage episodes.** Start: the logical expiry of a recorded `ComponentTimedOut`
   (`expired_at`), or a manual `ComponentRemoved`. End: the `ComponentRecovered` that closes a
@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from eventstore.events import (
+from domain import rules
+from domain.events import (
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
@@ -45,9 +46,8 @@ from eventstore.events import (
     HeartbeatRecorded,
     MonitorResumed,
 )
+from domain.state import ClusterState, apply
 from eventstore.store import EventStore, RecordedEvent
-from projections import rules
-from projections.state import ClusterState, apply
 
 WHAT_IF_DETECTOR = "what-if"
 TIMEOUT_SETTING = {"web": "web_stale_timeout_seconds", "service": "stale_timeout_seconds"}

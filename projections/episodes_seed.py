@@ -21,8 +21,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from domain.events import ComponentRemoved, ComponentTimedOut, component_stream
 from eventstore.decoding import RecordedEvent, recorded
-from eventstore.events import ComponentRemoved, ComponentTimedOut, component_stream
 from eventstore.store import _COLUMNS, EventStore
 from eventstore.tables import events as events_table
 from projections import snapshots

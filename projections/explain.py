@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from eventstore.decoding import RecordedEvent, recorded
-from eventstore.events import (
+from domain import rules
+from domain.durations import format_duration
+from domain.events import (
     CLUSTER_STREAM,
     MONITOR_STREAM,
     ComponentRecovered,
@@ -24,12 +25,11 @@ from eventstore.events import (
     MonitorResumed,
     component_stream,
 )
+from domain.state import Configuration, fold
+from eventstore.decoding import RecordedEvent, recorded
 from eventstore.store import _COLUMNS, EventStore
 from eventstore.tables import events as events_table
-from projections import rules
 from projections.episodes import TIMEOUT_SETTING
-from projections.rules import _duration
-from projections.state import Configuration, fold
 
 LIST_LIMIT = 20  # most recent removals / recoveries / timeouts listed
 _EPSILON = timedelta(microseconds=1)  # the store's `until` is exclusive; T itself is included
@@ -219,14 +219,15 @@ def _sentence(component, beat, timeout, last_beat, recorded, gap) -> str:
         return "no heartbeat received yet"
     last = f"last heartbeat at {last_beat.recorded_at.isoformat()} (position {last_beat.position})"
     base = "the monitor resumption" if gap else "that heartbeat"
-    rule = f"timeout {_duration(timeout)} counted from {base}"
+    rule = f"timeout {format_duration(timeout)} counted from {base}"
     if beat.state == "current":
         return f"current: {last}; {rule}, so it stays current until {beat.deadline.isoformat()}"
     if recorded is not None:
         e = recorded.event
         return (
             f"stale since {e.expired_at.isoformat()}: {last}; timed out after"
-            f" {_duration(e.timeout_seconds)} (configuration version {e.configuration_version}),"
+            f" {format_duration(e.timeout_seconds)}"
+            f" (configuration version {e.configuration_version}),"
             f" recorded by {e.detector} at position {recorded.position}"
         )
     return (

@@ -12,7 +12,9 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from eventstore.events import (
+from domain import rules
+from domain.durations import format_duration
+from domain.events import (
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
@@ -20,10 +22,8 @@ from eventstore.events import (
     HeartbeatRecorded,
     component_stream,
 )
+from domain.state import ClusterState, apply
 from eventstore.store import EventStore
-from projections import rules
-from projections.rules import _duration
-from projections.state import ClusterState, apply
 
 _CLUSTER_TYPES = ["ConfigurationChanged", "MonitorResumed"]
 
@@ -66,12 +66,12 @@ def _reason(event, recorded, before, after, changes, ever_seen) -> str | None:
         return "removed from the cluster by hand" + (f": {event.reason}" if event.reason else "")
     if isinstance(event, ComponentTimedOut):
         return (
-            f"no heartbeat for {_duration(event.timeout_seconds)} (timeout in force,"
+            f"no heartbeat for {format_duration(event.timeout_seconds)} (timeout in force,"
             f" configuration version {event.configuration_version}); detected by"
             f" {event.detector}"
         )
     if isinstance(event, ComponentRecovered):
-        return f"heartbeat again after {_duration(event.outage_seconds)} without one"
+        return f"heartbeat again after {format_duration(event.outage_seconds)} without one"
     if isinstance(event, HeartbeatRecorded):
         if before is None:
             return (

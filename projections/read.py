@@ -18,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from domain.state import ClusterState, ServerState, apply
 from eventstore.store import EventStore
 from projections import readmodel
-from projections.state import ClusterState, ServerState, apply
 from projections.tables import VIEW, checkpoints
 from projections.view import cluster_view
 

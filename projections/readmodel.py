@@ -12,7 +12,7 @@ from dataclasses import fields
 import orjson
 import sqlalchemy as sa
 
-from projections.state import ClusterState, ComponentState, Configuration, ServerState, _utc
+from domain.state import ClusterState, ComponentState, Configuration, ServerState, _utc
 from projections.tables import VIEW, checkpoints, cluster, components, servers
 
 _CHUNK = 400  # keys per DELETE … IN (…): well below SQLite's bound-parameter limit

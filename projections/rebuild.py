@@ -13,10 +13,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.store import EventStore
 from projections import readmodel
-from projections.state import ClusterState, apply
 
 Progress = Callable[[int], None]  # called with the number of events folded since last call
 

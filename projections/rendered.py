@@ -35,9 +35,10 @@ from operator import attrgetter, sub
 
 import orjson
 
-from projections import rules
+from domain import rules
+from domain.durations import duration_span
+from domain.state import ClusterState, ServerState
 from projections.read import changed_servers
-from projections.state import ClusterState, ServerState
 from projections.view import Judge, header, server_entry
 
 _SLOT, _SLOT_FORMAT = b'"age_seconds":0.0', b'"age_seconds":%de-3'
@@ -67,17 +68,6 @@ def _fast_b(last_us: int) -> int | None:
         return None
     # Not a tie: round(age) is the nearest millisecond, floor((age_us + 500) / 1000).
     return -((500 - last_us) // 1000)
-
-
-def _duration_span(s: int) -> tuple[int, int]:
-    """The whole seconds that rules._duration words like `s` (first, last)."""
-    if s < 7200:
-        return s, s
-    if s < 172_800:
-        first = s - s % 60
-        return first, first + 59
-    first = s - s % 86_400
-    return first, first + 86_399
 
 
 def _age_us_span(first: int, last: int) -> tuple[int, int]:
@@ -336,13 +326,13 @@ class ViewRenderer:
                 else:
                     high = min(high, e)
             if state == "stale" and c.last_heartbeat_at is not None:
-                # The stale reason words the age (rules._duration of int(seconds)).
+                # The stale reason words the age (format_duration of int(seconds)).
                 last_us = _us(c.last_heartbeat_at)
                 age_us = now_us - last_us
                 if abs(age_us) >= _SAFE_AGE:
                     low, high = max(low, now_us), min(high, now_us)
                 else:
-                    first, last = _duration_span(int(age_us / _SECOND))
+                    first, last = duration_span(int(age_us / _SECOND))
                     age_low, age_high = _age_us_span(first, last)
                     low, high = max(low, last_us + age_low), min(high, last_us + age_high)
         entry = server_entry(server, judged, self._refs, self._config, now)

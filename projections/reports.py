@@ -25,6 +25,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from domain.durations import format_duration
 from eventstore.store import EventStore
 from projections.episodes import Result, build
 
@@ -192,17 +193,6 @@ def _blank_none(row: dict[str, Any]) -> dict[str, Any]:
     return {k: ("" if v is None else v) for k, v in row.items()}
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "—"
-    value = float(value)
-    if value < 120:
-        return f"{value:g} s"
-    if value < 7200:
-        return f"{value / 60:.1f} min"
-    return f"{value / 3600:.2f} h"
-
-
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f} %"
 
@@ -221,14 +211,14 @@ def to_html(report: dict[str, Any]) -> str:
         "<tr>"
         f"<td>{e(c['server'])}</td><td>{e(c['component'])}</td>"
         f"<td>{_percent(c['uptime_percent'])}</td>"
-        f"<td>{c['outages']}</td><td>{_seconds(c['outage_seconds'])}</td>"
-        f"<td>{_seconds(c['mttr_seconds'])}</td><td>{_seconds(c['longest_outage_seconds'])}</td>"
+        f"<td>{c['outages']}</td><td>{format_duration(c['outage_seconds'])}</td>"
+        f"<td>{format_duration(c['mttr_seconds'])}</td><td>{format_duration(c['longest_outage_seconds'])}</td>"
         f"<td>{c['failovers']}</td></tr>"
         for c in data["components"]
     )
     sync_rows = "".join(
         f"<tr><td>{e(p['server'])}</td><td>{e(p['kind'])}</td><td>{e(_t(p['start']))}</td>"
-        f"<td>{e(_t(p['end'])) or 'ongoing'}</td><td>{_seconds(p['seconds'])}</td></tr>"
+        f"<td>{e(_t(p['end'])) or 'ongoing'}</td><td>{format_duration(p['seconds'])}</td></tr>"
         for p in data["out_of_sync"]
     )
     cluster = data["cluster"]
@@ -244,7 +234,7 @@ th{{background:#f3f3f3}}
 <p>Computed at {e(_t(report.get("computed_at")))} from the log up to position
 {report.get("position")} (last event in the period: {data["last_position"]}).
 Failovers: {cluster["failovers"]}. Cluster outages: {cluster["cluster_outages"]}
-({_seconds(cluster["cluster_outage_seconds"])}).</p>
+({format_duration(cluster["cluster_outage_seconds"])}).</p>
 <h2>Timeline</h2>
 {timeline_svg(data)}
 <h2>Components</h2>

@@ -16,12 +16,12 @@ import weakref
 
 import sqlalchemy as sa
 
+from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.listener import Listener
 from eventstore.store import EventStore
 from eventstore.tables import events as events_table
 from projections import readmodel
-from projections.state import ClusterState, apply
 from projections.tables import VIEW, checkpoints
 
 log = logging.getLogger(__name__)

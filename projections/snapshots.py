@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 import orjson
 import sqlalchemy as sa
 
+from domain.state import ClusterState, ComponentState, Configuration, ServerState, apply
 from eventstore.store import EventStore
-from projections.state import ClusterState, ComponentState, Configuration, ServerState, apply
 from projections.tables import snapshots
 
 EVERY_EVENTS = 500

@@ -12,11 +12,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from domain.state import ClusterState, fold
 from eventstore.store import EventStore
 from eventstore.tables import events
 from projections import snapshots
 from projections.gcpause import collector_paused
-from projections.state import ClusterState, fold
 from projections.tables import snapshots as snapshots_table
 from projections.view import cluster_view
 

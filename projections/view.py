@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from projections import rules
-from projections.state import ClusterState, ComponentState, Configuration, ServerState
+from domain import rules
+from domain.state import ClusterState, ComponentState, Configuration, ServerState
 
 # (state, stale_since, deadline) of a component's heartbeat at some `now`.
 Beat = tuple[str, datetime | None, datetime | None]

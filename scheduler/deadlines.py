@@ -5,7 +5,7 @@ memory and advances it with `store.read_all(after=state.position)` (nothing new:
 query returning no row), and keeps each watched component's deadline in a min-heap, so finding
 what expired is a peek at the top of the heap.
 
-Deadlines come from `projections.rules.deadline` (the same rule the API view uses), recomputed
+Deadlines come from `domain.rules.deadline` (the same rule the API view uses), recomputed
 only for the components an event touched; a configuration change or a `MonitorResumed` moves
 every deadline, so it rebuilds the heap (O(n), rare). Superseded heap entries are not searched
 for and deleted: an entry counts only while it equals the component's current deadline in
@@ -17,7 +17,8 @@ from __future__ import annotations
 import heapq
 from datetime import datetime
 
-from eventstore.events import (
+from domain import rules
+from domain.events import (
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
@@ -25,9 +26,8 @@ from eventstore.events import (
     HeartbeatRecorded,
     MonitorResumed,
 )
+from domain.state import ClusterState, ComponentState, apply
 from eventstore.store import EventStore
-from projections import rules
-from projections.state import ClusterState, ComponentState, apply
 
 Key = tuple[str, str]  # (server, component)
 

@@ -41,10 +41,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from eventstore.events import MONITOR_STREAM, MonitorResumed
+from domain.events import MONITOR_STREAM, MonitorResumed
+from domain.state import Configuration
 from eventstore.store import ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from eventstore.tables import events
-from projections.state import Configuration
 from scheduler.tables import scheduler_liveness
 
 LIVENESS_EVERY = timedelta(seconds=5)

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from eventstore.events import ComponentTimedOut, component_stream
+from domain import rules
+from domain.events import ComponentTimedOut, component_stream
 from eventstore.store import ConcurrencyError, EventStore, NewEvent, RecordedEvent
-from projections import rules
 from scheduler.deadlines import DeadlineIndex
 
 # A namespace for deterministic timeout ids: a retry after an ambiguous commit (the connection

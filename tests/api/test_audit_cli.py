@@ -30,11 +30,11 @@ def test_audit_prints_episodes_failovers_and_cluster_outages(runner):
     episodes, failovers, outages = out.split("\n\n")[1:4]
     lines = episodes.splitlines()[3:]
     assert [line.split()[0] for line in lines] == ["a/service", "a/service", "b/service"]
-    assert "2026-11-27 10:15:00  2026-11-27 10:20:00  5.0min" in lines[0]
+    assert "2026-11-27 10:15:00  2026-11-27 10:20:00  5 min " in lines[0]
     assert "sweep-test" in lines[0]
     assert [line.split()[2] for line in failovers.splitlines()[3:]] == ["a", "a"]
     [outage] = outages.splitlines()[3:]
-    assert outage.startswith("2026-11-27 10:35:30  2026-11-27 10:40:00  4.5min")
+    assert outage.startswith("2026-11-27 10:35:30  2026-11-27 10:40:00  4 min 30 s")
 
 
 def test_audit_json_and_bad_times(runner):
@@ -70,8 +70,8 @@ def test_what_if_needs_a_timeout(runner):
 def test_report_table_csv_and_save(runner, app):
     out = _ok(runner.invoke(args=["report", *PERIOD]))
     row = next(line for line in out.splitlines() if line.startswith("a/service"))
-    assert row.split()[1:4] == ["75.556", "2", "11.0min"]
-    assert "2 failover(s), 1 cluster outage(s) totalling 4.5min" in out
+    assert row.split()[1:5] == ["75.556", "2", "11", "min"]
+    assert "2 failover(s), 1 cluster outage(s) totalling 4 min 30 s" in out
     rows = list(
         csv.DictReader(io.StringIO(_ok(runner.invoke(args=["report", *PERIOD, "--format", "csv"]))))
     )

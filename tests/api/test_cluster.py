@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from api.app import services
-from projections.state import fold
+from domain.state import fold
 from projections.view import cluster_view, live_time
 from tests.api.conftest import fingerprint, heartbeat
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from eventstore.events import ConfigurationSchema
+from api.event_schemas import ConfigurationSchema
 from tests.api.conftest import heartbeat
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"

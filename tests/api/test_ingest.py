@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from api.ingest import GroupCommitter
+from domain.events import HeartbeatRecorded
 from eventstore import EventStore, NewEvent, create_engine
 from eventstore.decisions import ClusterCommands
-from eventstore.events import HeartbeatRecorded
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from eventstore import EventStore, NewEvent
-from eventstore.events import (
+from domain.events import (
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
@@ -13,6 +12,7 @@ from eventstore.events import (
     HeartbeatRecorded,
     MonitorResumed,
 )
+from eventstore import EventStore, NewEvent
 from eventstore.tables import events
 from projections import read
 from projections.tables import VIEW, checkpoints, cluster, components, servers, snapshots

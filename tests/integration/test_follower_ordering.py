@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from domain.events import HeartbeatRecorded
 from eventstore import EventStore, create_engine, write_connection
-from eventstore.events import HeartbeatRecorded
 from eventstore.store import NewEvent
 
 WRITERS = 4

@@ -15,8 +15,8 @@ import psycopg
 import sqlalchemy as sa
 
 import migrations
+from domain.events import HeartbeatRecorded
 from eventstore import EventStore, create_engine
-from eventstore.events import HeartbeatRecorded
 from eventstore.store import NewEvent
 from tests.conftest import _libpq
 

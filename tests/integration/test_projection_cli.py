@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from api.app import create_app, services
+from domain.state import fold
 from projections.read import current_view
-from projections.state import fold
 from projections.tables import snapshots
 from projections.view import cluster_view
 from tests.integration import projection_support as ps

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from domain.state import fold
 from eventstore import EventStore, create_engine
 from projections.read import current_view
 from projections.runner import ProjectionRunner
-from projections.state import fold
 from projections.view import cluster_view
 from tests.integration import projection_support as ps
 

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from domain.state import fold
 from projections import snapshots
 from projections.read import current_state, current_view
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
-from projections.state import fold
 from projections.timetravel import view_at
 from projections.view import cluster_view
 from tests.integration import projection_support as ps

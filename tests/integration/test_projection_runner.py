@@ -10,12 +10,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from domain.state import fold
 from eventstore import EventStore, create_engine
 from projections import read, readmodel
 from projections.read import current_state, current_view
 from projections.rebuild import rebuild, replay
 from projections.runner import ProjectionRunner
-from projections.state import fold
 from projections.view import cluster_view
 from tests.integration import projection_support as ps
 

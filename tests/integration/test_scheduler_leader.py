@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from domain.events import HeartbeatRecorded
 from eventstore import EventStore, NewEvent
 from eventstore.decisions import ClusterCommands
-from eventstore.events import HeartbeatRecorded
 from scheduler.gaps import record_liveness
 from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
 from scheduler.service import SchedulerService, build_scheduler

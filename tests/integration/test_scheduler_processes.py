@@ -17,9 +17,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from domain.events import ConfigurationChanged, HeartbeatRecorded
 from eventstore import EventStore, NewEvent, create_engine
 from eventstore.decisions import ClusterCommands
-from eventstore.events import ConfigurationChanged, HeartbeatRecorded
 from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
 from scheduler.process import spawn_scheduler
 

@@ -16,12 +16,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from domain.events import ComponentRemoved, ConfigurationChanged, HeartbeatRecorded
 from eventstore import EventStore, create_engine, write_connection
-from eventstore.events import (
-    ComponentRemoved,
-    ConfigurationChanged,
-    HeartbeatRecorded,
-)
 from eventstore.store import NOTIFY_CHANNEL, ConcurrencyError, NewEvent
 from eventstore.tables import events as events_table
 

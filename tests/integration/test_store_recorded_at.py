@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from domain.events import HeartbeatRecorded
 from eventstore import EventStore, create_engine, write_connection
-from eventstore.events import HeartbeatRecorded
 from eventstore.store import COPY_BATCH, NewEvent
 
 T = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from api.app import create_app, services
+from domain.state import fold
 from projections import snapshots
-from projections.state import fold
 from projections.tables import snapshots as snapshots_table
 from projections.timetravel import state_at, view_at
 from projections.view import cluster_view

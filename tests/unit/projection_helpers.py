@@ -6,7 +6,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from eventstore.events import (
+from domain.events import (
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from projections.state import ClusterState, apply, fold
+from domain.state import ClusterState, apply, fold
 from tests.unit.projection_helpers import T0, Log
 
 

@@ -16,10 +16,11 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.durations import duration_span, format_duration
+from domain.state import ClusterState, fold
 from projections import rendered
 from projections.read import copy_on_write_fold
 from projections.rendered import ViewRenderer
-from projections.state import ClusterState, fold
 from projections.view import cluster_view
 from tests.unit.projection_helpers import T0, Log
 
@@ -188,12 +189,12 @@ def test_the_millisecond_arithmetic_is_the_views_rounding(last_us, age_us):
 
 @given(seconds=st.integers(-(10**6), 10**7))
 def test_the_wording_spans_hold_the_same_duration_text(seconds):
-    from projections.rules import _duration
-
-    first, last = rendered._duration_span(seconds)
+    first, last = duration_span(seconds)
     assert first <= seconds <= last
-    assert _duration(first) == _duration(last) == _duration(seconds)
-    assert _duration(first - 1) != _duration(first) and _duration(last + 1) != _duration(last)
+    assert format_duration(first) == format_duration(last) == format_duration(seconds)
+    assert format_duration(first - 1) != format_duration(first) and format_duration(
+        last + 1
+    ) != format_duration(last)
     low, high = rendered._age_us_span(first, last)
     assert int(low / 1_000_000) == first and int(high / 1_000_000) == last
     assert int((low - 1) / 1_000_000) < first and int((high + 1) / 1_000_000) > last

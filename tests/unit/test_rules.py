@@ -2,8 +2,8 @@ from datetime import timedelta
 
 import pytest
 
-from projections import rules
-from projections.state import fold
+from domain import rules
+from domain.state import fold
 from tests.unit.projection_helpers import KEY_A, KEY_B, T0, Log
 
 

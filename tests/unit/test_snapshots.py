@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import orjson
 
+from domain.state import fold
 from projections import snapshots
-from projections.state import fold
 from tests.unit.projection_helpers import T0, Log
 
 

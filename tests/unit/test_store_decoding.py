@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from eventstore.decoding import RecordedEvent, recorded
-from eventstore.events import (
+from domain.events import (
     CATALOG,
     ComponentRecovered,
     ComponentRemoved,
@@ -18,8 +17,9 @@ from eventstore.events import (
     ConfigurationChanged,
     HeartbeatRecorded,
     MonitorResumed,
-    decode,
 )
+from eventstore.decoding import RecordedEvent, recorded
+from eventstore.upcasting import decode
 
 T = datetime(2026, 11, 27, 10, 0, 0, 123000, tzinfo=UTC)
 

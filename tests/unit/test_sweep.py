@@ -7,17 +7,17 @@ from datetime import timedelta
 
 import pytest
 
-from eventstore import NewEvent
-from eventstore.decisions import ClusterCommands
-from eventstore.events import (
+from domain import rules
+from domain.events import (
     ComponentRemoved,
     ComponentTimedOut,
     ConfigurationChanged,
     HeartbeatRecorded,
     MonitorResumed,
 )
-from projections import rules
-from projections.state import fold
+from domain.state import fold
+from eventstore import NewEvent
+from eventstore.decisions import ClusterCommands
 from scheduler.deadlines import DeadlineIndex
 from scheduler.gaps import record_liveness, resume_after_gap
 from scheduler.sweep import emit_timeouts

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from projections.state import ClusterState, fold
+from domain.state import ClusterState, fold
 from projections.view import cluster_view
 from tests.unit.projection_helpers import T0, Log
 
@@ -89,7 +89,7 @@ def test_the_view_does_not_change_the_state():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from projections import rules  # noqa: E402
+from domain import rules  # noqa: E402
 
 
 def _view_by_the_rules(state, now):

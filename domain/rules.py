@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from projections.state import ClusterState, ComponentState, Configuration, ServerState
+from domain.durations import format_duration
+from domain.state import ClusterState, ComponentState, Configuration, ServerState
 
 SEVERITY = {"ok": 0, "warning": 1, "error": 2}
 
@@ -74,34 +75,20 @@ def heartbeat(
     return Heartbeat("current", last, age, None, expiry)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        # Seconds too, so a component just past a 5 min timeout does not read "5 min (stale
-        # timeout 5 min)".
-        minutes, rest = divmod(seconds, 60)
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-    if seconds < 172_800:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} days"
-
-
 def stale_reason(component: ComponentState, config: Configuration, beat: Heartbeat) -> str:
     if beat.last_at is None:
         return "no heartbeat received"
     if component.name == "web":
         return (
             f"no web request since {beat.last_at.astimezone(UTC):%A %H:%M} UTC"
-            f" ({_duration(beat.age_seconds or 0)}; the web window is"
-            f" {_duration(config.web_stale_timeout_seconds)}) — a web component only reports"
+            f" ({format_duration(beat.age_seconds or 0)}; the web window is"
+            f" {format_duration(config.web_stale_timeout_seconds)}) — a web component only reports"
             " when it serves requests, so a quiet period or a sticky load-balancer session"
             " can make a healthy node look stale"
         )
     return (
-        f"no heartbeat for {_duration(beat.age_seconds or 0)}"
-        f" (stale timeout {_duration(config.stale_timeout_seconds)})"
+        f"no heartbeat for {format_duration(beat.age_seconds or 0)}"
+        f" (stale timeout {format_duration(config.stale_timeout_seconds)})"
     )
 
 

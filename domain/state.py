@@ -13,15 +13,15 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from eventstore.events import (
+from domain.events import (
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
     ConfigurationChanged,
     HeartbeatRecorded,
     MonitorResumed,
+    RecordedEvent,
 )
-from eventstore.store import RecordedEvent
 
 
 @dataclass(slots=True)

@@ -1,0 +1,91 @@
+"""The payload schema of each event type: what the API validates, and what the OpenAPI
+document and the tests describe each event's `data` by."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from api.fields import (
+    Fingerprint,
+    HostAddress,
+    Instant,
+    JsonBoolean,
+    _optional_text,
+    _seconds,
+)
+from domain.events import COMPONENTS, STATUSES, VERIFICATIONS
+
+
+class HeartbeatRecordedSchema(Schema):
+    server = fields.String(required=True, validate=validate.Length(1, 200))
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    sent_at = Instant(required=True)
+    status = fields.String(load_default="ok", validate=validate.OneOf(STATUSES))
+    verification = fields.String(load_default="verified", validate=validate.OneOf(VERIFICATIONS))
+    os = _optional_text(100)
+    os_version = _optional_text(100)
+    ip = HostAddress(load_default=None, allow_none=True)
+    product = _optional_text(100)
+    product_version = _optional_text(50)
+    encryption_key_fingerprint = Fingerprint(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(  # A-F: what clients may send, as the OpenAPI document says
+            r"^[0-9a-fA-F]{64}(?!\n)$",  # (?!\n): `$` alone also matches before a final newline
+            error="must be 64 hex characters (the SHA-256 of the key, never the key)",
+        ),
+    )
+    message = _optional_text(500)
+
+
+class ConfigurationSchema(Schema):
+    load_balancing = JsonBoolean()
+    automatic_failover = JsonBoolean()
+    heartbeat_frequency_seconds = _seconds(1, 3600)
+    stale_timeout_seconds = _seconds(1, 7 * 86400)
+    web_stale_timeout_seconds = _seconds(60, 30 * 86400)
+
+
+class ConfigurationChangedSchema(Schema):
+    changes = fields.Nested(ConfigurationSchema, required=True)
+
+
+class ComponentRemovedSchema(Schema):
+    server = fields.String(required=True)
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    reason = fields.String(load_default=None, allow_none=True)
+
+
+class ComponentTimedOutSchema(Schema):
+    server = fields.String(required=True)
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    expired_at = fields.AwareDateTime(required=True)
+    detected_at = fields.AwareDateTime(required=True)
+    timeout_seconds = fields.Integer(required=True, validate=validate.Range(min=1))
+    configuration_version = fields.Integer(required=True, validate=validate.Range(min=0))
+    last_heartbeat_position = fields.Integer(required=True, allow_none=True)
+    detector = fields.String(required=True)
+
+
+class ComponentRecoveredSchema(Schema):
+    server = fields.String(required=True)
+    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
+    stale_since = fields.AwareDateTime(required=True)
+    recovered_at = fields.AwareDateTime(required=True)
+    outage_seconds = fields.Float(required=True, validate=validate.Range(min=0))
+
+
+class MonitorResumedSchema(Schema):
+    down_since = fields.AwareDateTime(required=True)
+    resumed_at = fields.AwareDateTime(required=True)
+    detector = fields.String(required=True)
+
+
+EVENT_SCHEMAS: dict[str, type[Schema]] = {
+    "HeartbeatRecorded": HeartbeatRecordedSchema,
+    "ConfigurationChanged": ConfigurationChangedSchema,
+    "ComponentRemoved": ComponentRemovedSchema,
+    "ComponentTimedOut": ComponentTimedOutSchema,
+    "ComponentRecovered": ComponentRecoveredSchema,
+    "MonitorResumed": MonitorResumedSchema,
+}
