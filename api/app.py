@@ -13,7 +13,7 @@ from api import settings as settings_module
 from api.jsonprovider import OrjsonProvider
 from api.problems import MEDIA_TYPE, ProblemSchema
 from eventstore import Clock, EventStore, create_engine, utc_now
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 
 
 @dataclass

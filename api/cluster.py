@@ -17,7 +17,7 @@ from api.schemas import (
     ConfigurationPatchSchema,
     require_component_path,
 )
-from eventstore.decisions import InvalidConfiguration, NotInCluster
+from domain.decisions import InvalidConfiguration, NotInCluster
 from projections import read, timetravel
 from projections.history import component_history as history
 from projections.rendered import ViewRenderer

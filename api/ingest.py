@@ -26,7 +26,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 from eventstore.store import NewEvent
 
 

@@ -26,7 +26,7 @@ import time
 
 from bench.common import cpu_seconds, database_backends, heartbeat, scratch_database
 from eventstore import EventStore, create_engine
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 from eventstore.store import NewEvent
 
 META = {"actor": "agent", "source": "10.0.0.1"}

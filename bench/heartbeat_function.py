@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import eventstore.store as store_module
 from bench.common import cpu_seconds, database_backends, heartbeat, libpq, scratch_database
 from eventstore import EventStore, create_engine
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 from eventstore.store import NewEvent
 from migrations import revision_module
 

@@ -18,7 +18,7 @@ refuses the whole group (appending nothing) when it cannot append without a deci
 - 'stale' rows: a component whose last event is a `ComponentTimedOut`, or a `HeartbeatRecorded`
   recorded before its row's `current_since` (our clock minus its timeout, as the client computed
   it from that policy; NULL when a monitor resumption keeps every heartbeat current). Its
-  heartbeat ends an outage: the client decides the recovery (eventstore/decisions.py).
+  heartbeat ends an outage: the client decides the recovery (domain/decisions.py).
 Otherwise it returns one 'recorded' row per stored event, as `clustermon_append` does, with the
 same lock, stamp, duplicate and NOTIFY rules (0001 explains them). Only `maybe_duplicates` (the
 ids a client chose) are looked up: ids we generated ourselves cannot be stored yet, and each

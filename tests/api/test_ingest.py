@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from api.ingest import GroupCommitter
 from domain.events import HeartbeatRecorded
 from eventstore import EventStore, NewEvent, create_engine
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 

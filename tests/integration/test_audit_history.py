@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from domain.events import HeartbeatRecorded
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 from eventstore.store import NewEvent
 from projections import episodes, report_store, reports, whatif
 from scheduler.deadlines import DeadlineIndex

@@ -53,7 +53,7 @@ def test_a_token_needs_a_name(database_url, name):
 
 def test_demo_timeouts_only_on_a_configuration_never_changed(store):
     from api.cli import _configure_demo
-    from eventstore.decisions import ClusterCommands
+    from eventstore.commands import ClusterCommands
 
     commands = ClusterCommands(store)
     assert _configure_demo(commands)

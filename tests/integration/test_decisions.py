@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from domain.events import HeartbeatRecorded
 from eventstore import EventStore, NewEvent
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 

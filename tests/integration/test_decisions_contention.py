@@ -6,9 +6,10 @@ import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 
+from domain.decisions import NotInCluster
 from domain.events import HeartbeatRecorded, MonitorResumed
 from eventstore import EventStore, NewEvent
-from eventstore.decisions import ClusterCommands, NotInCluster
+from eventstore.commands import ClusterCommands
 from scheduler.sweep import emit_timeouts
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)

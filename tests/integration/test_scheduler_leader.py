@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from domain.events import HeartbeatRecorded
 from eventstore import EventStore, NewEvent
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 from scheduler.gaps import record_liveness
 from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
 from scheduler.service import SchedulerService, build_scheduler

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from domain.events import ConfigurationChanged, HeartbeatRecorded
 from eventstore import EventStore, NewEvent, create_engine
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
 from scheduler.process import spawn_scheduler
 

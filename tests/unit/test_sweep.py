@@ -17,7 +17,7 @@ from domain.events import (
 )
 from domain.state import fold
 from eventstore import NewEvent
-from eventstore.decisions import ClusterCommands
+from eventstore.commands import ClusterCommands
 from scheduler.deadlines import DeadlineIndex
 from scheduler.gaps import record_liveness, resume_after_gap
 from scheduler.sweep import emit_timeouts

@@ -1,4 +1,5 @@
-"""Commands in, events out: the decisions of the write side.
+"""The write side's command handler: reads the facts a decision needs, lets domain/decisions.py
+decide, appends what it decided.
 
 A decision is never made on stale facts:
 - heartbeats of current components need no decision: on PostgreSQL the store checks that they
@@ -16,27 +17,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
 
-from domain import rules
+from domain import decisions
+from domain.decisions import Policy, Tail
 from domain.events import (
     CLUSTER_STREAM,
-    COMPONENTS,
     MONITOR_STREAM,
-    ComponentRecovered,
-    ComponentRemoved,
-    ComponentTimedOut,
-    ConfigurationChanged,
-    HeartbeatRecorded,
     component_stream,
 )
-from domain.state import ComponentState, Configuration, fold
+from domain.state import Configuration, fold
 from eventstore.db import write_connection
 from eventstore.store import (
     APPEND_LOCK_KEY,
@@ -51,28 +46,6 @@ from eventstore.tables import events as events_table
 INGEST_DETECTOR = "ingest"
 # The streams whose events make the policy (the configuration, the monitor's gaps).
 POLICY_STREAMS = (CLUSTER_STREAM, MONITOR_STREAM)
-
-
-class NotInCluster(LookupError):
-    pass
-
-
-class InvalidConfiguration(ValueError):
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("invalid configuration")
-        self.errors = errors
-
-
-@dataclass(frozen=True, slots=True)
-class Tail:
-    """What a heartbeat decision needs of a stream's last event (no payload decoding, except
-    the expiry of a timeout)."""
-
-    position: int
-    version: int
-    type: str
-    recorded_at: datetime
-    expired_at: datetime | None
 
 
 def stream_tails(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Tail]:
@@ -140,15 +113,6 @@ _PG_FACTS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """What decides deadlines: the configuration in force and the last monitor resumption."""
-
-    configuration: Configuration
-    monitor_resumed_at: datetime | None
-    versions: tuple[int, int]  # (cluster stream version, monitor stream version)
-
-
 class ClusterCommands:
     def __init__(self, store: EventStore):
         self.store = store
@@ -194,7 +158,7 @@ class ClusterCommands:
         policy = self._policy
         if policy is not None and self.store.dialect == "postgresql":
             now = self.store.clock()
-            since = _current_since(policy, now)
+            since = decisions.current_since(policy, now)
             result = self.store.append_current_heartbeats(
                 beats,
                 current_since=[since[b.event.component] for b in beats],
@@ -245,59 +209,13 @@ class ClusterCommands:
             if beat.event_id not in stored and stream not in decided:
                 # Only the first new heartbeat of a component can end an outage; a duplicate
                 # delivery changes nothing (the store reports it).
-                events.extend(self._outage_events(beat, tails.get(stream), policy, now))
+                meta = {**beat.metadata, "causation_id": str(beat.event_id)}
+                ended = decisions.outage_events(beat.event, tails.get(stream), policy, now)
+                events.extend(NewEvent(e, metadata=meta) for e in ended)
                 decided.add(stream)
             stored.add(beat.event_id)
             events.append(beat)
         return events
-
-    @staticmethod
-    def _outage_events(beat: NewEvent, tail: Tail | None, policy: Policy, now):
-        if tail is None:
-            return []
-        meta = {**beat.metadata, "causation_id": str(beat.event_id)}
-        hb: HeartbeatRecorded = beat.event
-        stale_since = None
-        out: list[NewEvent] = []
-        if tail.type == ComponentTimedOut.type:
-            stale_since = tail.expired_at
-        elif tail.type == HeartbeatRecorded.type:
-            probe = ComponentState(hb.server, hb.component, last_heartbeat_at=tail.recorded_at)
-            expiry = rules.deadline(probe, policy.configuration, policy.monitor_resumed_at)
-            if now > expiry:
-                stale_since = expiry
-                out.append(
-                    NewEvent(
-                        ComponentTimedOut(
-                            server=hb.server,
-                            component=hb.component,
-                            expired_at=expiry,
-                            detected_at=now,
-                            timeout_seconds=rules.timeout_seconds(
-                                hb.component, policy.configuration
-                            ),
-                            configuration_version=policy.configuration.version,
-                            last_heartbeat_position=tail.position,
-                            detector=INGEST_DETECTOR,
-                        ),
-                        metadata=meta,
-                    )
-                )
-        if stale_since is None:
-            return []
-        out.append(
-            NewEvent(
-                ComponentRecovered(
-                    server=hb.server,
-                    component=hb.component,
-                    stale_since=stale_since,
-                    recovered_at=now,
-                    outage_seconds=max(0.0, (now - stale_since).total_seconds()),
-                ),
-                metadata=meta,
-            )
-        )
-        return out
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -309,21 +227,17 @@ class ClusterCommands:
         with self._locked() as conn:
             policy = self.policy(stream_tails(conn, POLICY_STREAMS))
             current = policy.configuration
-            effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
-            merged = {**current.settings(), **changes}
-            errors = validate_configuration(merged, set(changes))
-            if errors:
-                raise InvalidConfiguration(errors)
-            if not effective:
+            change = decisions.configuration_change(current, changes)
+            if change is None:
                 return current, None
             result = self.store.append(
-                [NewEvent(ConfigurationChanged(changes=effective), metadata=metadata)],
+                [NewEvent(change, metadata=metadata)],
                 expected_version=policy.versions[0],
                 connection=conn,
             )
         recorded = result.recorded[0]
         updated = Configuration(
-            **{**current.settings(), **effective},
+            **{**current.settings(), **change.changes},
             version=current.version + 1,
             changed_position=recorded.position,
         )
@@ -339,10 +253,9 @@ class ClusterCommands:
         stream = component_stream(server, component)
         with self._locked() as conn:
             tail = stream_tails(conn, [stream]).get(stream)
-            if tail is None or tail.type == ComponentRemoved.type:
-                raise NotInCluster(f"{component} component of {server} is not in the cluster")
+            removal = decisions.removal(server, component, tail)
             result = self.store.append(
-                [NewEvent(ComponentRemoved(server=server, component=component), metadata=metadata)],
+                [NewEvent(removal, metadata=metadata)],
                 expected_version=tail.version,
                 connection=conn,
             )
@@ -367,49 +280,9 @@ def _last_position(tails: Mapping[str, Tail]) -> int:
     return max(positions, default=0)
 
 
-def _current_since(policy: Policy, now: datetime) -> dict[str, datetime | None]:
-    """Per component name, the oldest last heartbeat that is still current at `now` under
-    `policy` (None: any, a monitor resumption gives every component its full timeout). The
-    inverse of `rules.deadline`: current iff now <= max(last, resumed) + timeout."""
-    since = {}
-    for component in COMPONENTS:
-        timeout = timedelta(seconds=rules.timeout_seconds(component, policy.configuration))
-        resumed = policy.monitor_resumed_at
-        since[component] = (
-            None if resumed is not None and now <= resumed + timeout else now - timeout
-        )
-    return since
-
-
 def _sqlite_stored_ids(conn: sa.Connection, ids: Sequence) -> set:
     """Which of these event ids are already in the log (SQLite; PostgreSQL reads them with the
     tails in _PG_FACTS). One statement whatever the count: the ids travel as one JSON array."""
     sql = "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(:ids))"
     query = sa.text(sql).columns(events_table.c.event_id._copy())
     return set(conn.execute(query, {"ids": orjson.dumps([i.hex for i in ids]).decode()}).scalars())
-
-
-def validate_configuration(merged: Mapping[str, Any], changed: set[str]) -> dict[str, list[str]]:
-    """Cross-field rules (per-field ranges are in the schema). The product docs discourage a
-    stale timeout close to the heartbeat frequency: one late heartbeat would mark a healthy
-    service stale, so we require at least two heartbeat periods."""
-    errors: dict[str, list[str]] = {}
-    frequency = merged["heartbeat_frequency_seconds"]
-    stale = merged["stale_timeout_seconds"]
-    web = merged["web_stale_timeout_seconds"]
-    if stale < 2 * frequency:
-        field = (
-            "stale_timeout_seconds"
-            if "stale_timeout_seconds" in changed
-            else "heartbeat_frequency_seconds"
-        )
-        errors[field] = [
-            f"the stale timeout ({stale} s) must be at least two heartbeat periods"
-            f" ({2 * frequency} s), or one late heartbeat marks a healthy service stale"
-        ]
-    if web < frequency:
-        errors.setdefault("web_stale_timeout_seconds", []).append(
-            f"the web window ({web} s) must not be shorter than the heartbeat frequency"
-            f" ({frequency} s)"
-        )
-    return errors

@@ -1,0 +1,159 @@
+"""The decisions: commands and facts in, events out, with no I/O (the Decider shape).
+
+The write side (eventstore/commands.py) reads the facts a decision needs under the store's
+append lock, calls these, and appends what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain import rules
+from domain.events import (
+    COMPONENTS,
+    ComponentRecovered,
+    ComponentRemoved,
+    ComponentTimedOut,
+    ConfigurationChanged,
+    Event,
+    HeartbeatRecorded,
+)
+from domain.state import ComponentState, Configuration
+
+INGEST_DETECTOR = "ingest"
+
+
+class NotInCluster(LookupError):
+    pass
+
+
+class InvalidConfiguration(ValueError):
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("invalid configuration")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What a heartbeat decision needs of a stream's last event (no payload decoding, except
+    the expiry of a timeout)."""
+
+    position: int
+    version: int
+    type: str
+    recorded_at: datetime
+    expired_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What decides deadlines: the configuration in force and the last monitor resumption."""
+
+    configuration: Configuration
+    monitor_resumed_at: datetime | None
+    versions: tuple[int, int]  # (cluster stream version, monitor stream version)
+
+
+def outage_events(
+    beat: HeartbeatRecorded, tail: Tail | None, policy: Policy, now: datetime
+) -> list[Event]:
+    """What a new heartbeat ends, to be appended before it: after a recorded timeout, the
+    recovery; after a deadline that passed unnoticed (no sweep ran yet), the timeout stamped
+    with its logical expiry and the recovery, so the log shows the outage whoever saw it first."""
+    if tail is None:
+        return []
+    stale_since = None
+    out: list[Event] = []
+    if tail.type == ComponentTimedOut.type:
+        stale_since = tail.expired_at
+    elif tail.type == HeartbeatRecorded.type:
+        probe = ComponentState(beat.server, beat.component, last_heartbeat_at=tail.recorded_at)
+        expiry = rules.deadline(probe, policy.configuration, policy.monitor_resumed_at)
+        if now > expiry:
+            stale_since = expiry
+            out.append(
+                ComponentTimedOut(
+                    server=beat.server,
+                    component=beat.component,
+                    expired_at=expiry,
+                    detected_at=now,
+                    timeout_seconds=rules.timeout_seconds(beat.component, policy.configuration),
+                    configuration_version=policy.configuration.version,
+                    last_heartbeat_position=tail.position,
+                    detector=INGEST_DETECTOR,
+                )
+            )
+    if stale_since is None:
+        return []
+    out.append(
+        ComponentRecovered(
+            server=beat.server,
+            component=beat.component,
+            stale_since=stale_since,
+            recovered_at=now,
+            outage_seconds=max(0.0, (now - stale_since).total_seconds()),
+        )
+    )
+    return out
+
+
+def configuration_change(
+    current: Configuration, changes: Mapping[str, Any]
+) -> ConfigurationChanged | None:
+    """The event a partial update records: only the settings it really changes (None: nothing
+    changes). Raises InvalidConfiguration when the merged configuration breaks a rule."""
+    errors = validate_configuration({**current.settings(), **changes}, set(changes))
+    if errors:
+        raise InvalidConfiguration(errors)
+    effective = {k: v for k, v in changes.items() if getattr(current, k) != v}
+    return ConfigurationChanged(changes=effective) if effective else None
+
+
+def removal(server: str, component: str, tail: Tail | None) -> ComponentRemoved:
+    """A manual removal, refused for a component that is not in the cluster."""
+    if tail is None or tail.type == ComponentRemoved.type:
+        raise NotInCluster(f"{component} component of {server} is not in the cluster")
+    return ComponentRemoved(server=server, component=component)
+
+
+def current_since(policy: Policy, now: datetime) -> dict[str, datetime | None]:
+    """Per component name, the oldest last heartbeat that is still current at `now` under
+    `policy` (None: any, a monitor resumption gives every component its full timeout). The
+    inverse of `rules.deadline`: current iff now <= max(last, resumed) + timeout."""
+    since = {}
+    for component in COMPONENTS:
+        timeout = timedelta(seconds=rules.timeout_seconds(component, policy.configuration))
+        resumed = policy.monitor_resumed_at
+        since[component] = (
+            None if resumed is not None and now <= resumed + timeout else now - timeout
+        )
+    return since
+
+
+def validate_configuration(merged: Mapping[str, Any], changed: set[str]) -> dict[str, list[str]]:
+    """Cross-field rules (per-field ranges are in the schema). The product docs discourage a
+    stale timeout close to the heartbeat frequency: one late heartbeat would mark a healthy
+    service stale, so we require at least two heartbeat periods."""
+    errors: dict[str, list[str]] = {}
+    frequency = merged["heartbeat_frequency_seconds"]
+    stale = merged["stale_timeout_seconds"]
+    web = merged["web_stale_timeout_seconds"]
+    if stale < 2 * frequency:
+        field = (
+            "stale_timeout_seconds"
+            if "stale_timeout_seconds" in changed
+            else "heartbeat_frequency_seconds"
+        )
+        errors[field] = [
+            f"the stale timeout ({stale} s) must be at least two heartbeat periods"
+            f" ({2 * frequency} s), or one late heartbeat marks a healthy service stale"
+        ]
+    if web < frequency:
+        errors.setdefault("web_stale_timeout_seconds", []).append(
+            f"the web window ({web} s) must not be shorter than the heartbeat frequency"
+            f" ({frequency} s)"
+        )
+    return errors
