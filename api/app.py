@@ -12,7 +12,7 @@ from marshmallow import fields as ma_fields
 from api import settings as settings_module
 from api.jsonprovider import OrjsonProvider
 from api.problems import MEDIA_TYPE, ProblemSchema
-from eventstore import Clock, EventStore, create_engine, utc_now
+from eventstore import Clock, EventStore, create_engine, open_store, utc_now
 from eventstore.commands import ClusterCommands
 
 
@@ -69,7 +69,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     engine = create_engine(app.config["DATABASE_URL"])
     # gunicorn forks workers from the process that built the app: never share pooled sockets.
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     commands = ClusterCommands(store)
     app.extensions["clustermon"] = Services(store, clock, commands)
 

@@ -31,7 +31,7 @@ from bench.common import (
     scratch_database,
 )
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from eventstore.store import NewEvent
 
 RAW_INSERT = (
@@ -57,7 +57,7 @@ def truncate(url: str) -> None:
 class StoreVariant:
     def __init__(self, url: str):
         self.engine = create_engine(url)
-        self.store = EventStore(self.engine)
+        self.store = open_store(self.engine)
         self.store.append(new_events(10**9, 1))  # warm the pool and the prepared statement
 
     def prepare(self, batch: int, batches: int) -> list:
@@ -132,7 +132,7 @@ def _writer(kind, url, index, slices, per_slice, start, end, serialize) -> None:
 def _write_slices(kind, url, index, slices, per_slice, start, end, serialize) -> None:
     if kind == "store":
         engine = create_engine(url)
-        store = EventStore(engine, serialize_appends=serialize)
+        store = open_store(engine, serialize_appends=serialize)
         # Warm up on a stream of this writer alone: the writers of the lock-off variant start
         # at the same time, and an append without the lock must not race one with it.
         warm = HeartbeatRecorded(server=f"warm-{serialize}-{index}", component="web", sent_at=T0)

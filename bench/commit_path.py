@@ -25,7 +25,7 @@ import argparse
 import time
 
 from bench.common import cpu_seconds, database_backends, heartbeat, scratch_database
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from eventstore.commands import ClusterCommands
 from eventstore.store import NewEvent
 
@@ -43,7 +43,7 @@ def main() -> None:
     print(f"{'gevent' if args.gevent else 'threads'}, {args.seconds:g} s per size")
     with scratch_database() as url:
         database = url.rsplit("/", 1)[1]
-        commands = ClusterCommands(EventStore(create_engine(url)))
+        commands = ClusterCommands(open_store(create_engine(url)))
         # Every component has a heartbeat: the groups take the one-round-trip path.
         commands.record_heartbeats([NewEvent(heartbeat(i), metadata=META) for i in range(1000)])
         n = 0

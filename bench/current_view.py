@@ -37,7 +37,7 @@ import orjson
 from bench.common import T0, scratch_database
 from bench.view_at import PER_COMMIT, copy_heartbeats, percentile
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, NewEvent, create_engine
+from eventstore import NewEvent, create_engine, open_store
 from projections import read
 from projections.rendered import ViewRenderer
 from projections.runner import ProjectionRunner
@@ -97,7 +97,7 @@ def main() -> None:
         copy_heartbeats(url, args.servers * 2, servers=args.servers)
         engine = create_engine(url)
         clock = [T0 + timedelta(seconds=(args.servers * 2 - 1) // PER_COMMIT)]
-        store = EventStore(engine, clock=lambda: clock[0])
+        store = open_store(engine, clock=lambda: clock[0])
         runner = ProjectionRunner(store, batch_size=5_000)
         runner.catch_up()
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import eventstore.store as store_module
 from bench.common import cpu_seconds, database_backends, heartbeat, libpq, scratch_database
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from eventstore.commands import ClusterCommands
 from eventstore.store import NewEvent
 from migrations import revision_module
@@ -53,7 +53,7 @@ def main() -> None:
         with psycopg.connect(libpq(url), autocommit=True) as conn:
             conn.execute(function_of_0007())
             conn.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = off')
-        commands = ClusterCommands(EventStore(create_engine(url)))
+        commands = ClusterCommands(open_store(create_engine(url)))
         commands.record_heartbeats([NewEvent(heartbeat(i), metadata=META) for i in range(1000)])
         n = 1000
         for size in map(int, args.sizes.split(",")):

@@ -21,7 +21,7 @@ import psycopg
 from bench.common import libpq, scratch_database
 from bench.view_at import copy_heartbeats
 from domain.state import ClusterState, apply
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from eventstore.decoding import recorded as decode_row  # the store's row decoder
 from projections.read import current_state
 from projections.rebuild import rebuild
@@ -59,7 +59,7 @@ def main() -> None:
             f"generated {args.events:,} heartbeats over 1,000 servers with COPY in {seconds:.0f} s"
         )
         engine = create_engine(url)
-        store = EventStore(engine)
+        store = open_store(engine)
         base_rates, rebuild_rates = [], []
         for round_ in range(args.rounds):
             started = time.perf_counter()

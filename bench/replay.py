@@ -20,7 +20,7 @@ import orjson
 import psycopg
 
 from bench.common import STREAMS, T0, heartbeat, libpq, median_rate, scratch_database
-from eventstore import EventStore, create_engine
+from eventstore import EventStore, create_engine, open_store
 
 PAGE = 10_000
 COLUMNS = (
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     with scratch_database() as url:
         fill(url, args.events)
         engine = create_engine(url)
-        store = EventStore(engine)
+        store = open_store(engine)
         try:
             first = next(store.iter_all(batch_size=1))
             assert first.event == heartbeat(0), "the generated rows must decode as the store's"

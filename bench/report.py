@@ -38,9 +38,8 @@ import psycopg
 from bench.common import BENCH_URL, libpq, scratch_database
 from domain.events import ComponentRecovered, ComponentTimedOut, HeartbeatRecorded
 from domain.state import fold
-from eventstore import EventStore, create_engine
+from eventstore import EventStore, create_engine, open_store
 from projections import reports, snapshots, whatif
-from projections.episodes_seed import last_position_before
 from projections.snapshots import take_snapshot
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -204,7 +203,7 @@ def main() -> None:
             f" {args.days} days) in {time.perf_counter() - started:.1f} s"
         )
         engine = create_engine(url)
-        store = EventStore(engine)
+        store = open_store(engine)
         runs = {
             "bare replay": lambda: fold(store.iter_all(until=end)),
             "report": lambda: reports.compute(store, T0, end),
@@ -231,7 +230,7 @@ def main() -> None:
         # decoded and the tail folded.
         snapshot_seconds, _, _ = timed(lambda: take_snapshot(store))
         since = end - timedelta(hours=args.tail_hours)
-        first = last_position_before(store, since)
+        first = store.last_position_at(since, inclusive=False)
         tail_count = store.head_position() - first
         tail_runs = {
             "bare replay": lambda: _replay_from_snapshot(store, first, end),

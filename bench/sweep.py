@@ -33,7 +33,7 @@ import migrations
 from bench.common import scratch_database
 from domain import rules
 from domain.events import ConfigurationChanged, HeartbeatRecorded
-from eventstore import EventStore, NewEvent, create_engine
+from eventstore import EventStore, NewEvent, create_engine, open_store
 from scheduler.deadlines import DeadlineIndex
 from scheduler.sweep import emit_timeouts
 
@@ -71,7 +71,7 @@ def ms(seconds: float) -> float:
 def sweep_cost(url: str, components: int, repeat: int) -> None:
     engine = create_engine(url)
     clock = Clock(T0)
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     started = time.perf_counter()
     populate(store, clock, components)
     print(f"  populated {components:,} components in {time.perf_counter() - started:.1f} s")
@@ -132,7 +132,7 @@ def detection_delay(url: str, expiries: int, background: int) -> None:
     from scheduler.process import spawn_scheduler
 
     engine = create_engine(url)
-    store = EventStore(engine)
+    store = open_store(engine)
     stale_timeout = 5
     store.append(
         [

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from bench.common import T0, libpq, scratch_database
 from domain.state import fold
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from projections import snapshots
 from projections.timetravel import view_at
 
@@ -91,7 +91,7 @@ def main() -> None:
         seconds = copy_heartbeats(url, args.events)
         print(f"generated {args.events:,} events with COPY in {seconds:.0f} s")
         engine = create_engine(url)
-        store = EventStore(engine)
+        store = open_store(engine)
         started = time.perf_counter()
         done = [0]
 

@@ -32,6 +32,7 @@ from domain.events import (
     component_stream,
 )
 from domain.state import Configuration, fold
+from eventstore import postgres_heartbeats
 from eventstore.db import write_connection
 from eventstore.store import (
     APPEND_LOCK_KEY,
@@ -147,9 +148,9 @@ class ClusterCommands:
         then shows the outage whoever noticed it first.
 
         On PostgreSQL the common case (every component current, the policy unchanged since the
-        last decision) is one round trip: `EventStore.append_current_heartbeats` checks that
-        under the ordering lock and appends. Otherwise, and on SQLite, the group is decided in
-        one transaction that holds the append lock from before its reads.
+        last decision) is one round trip: `append_current_heartbeats` (postgres_heartbeats.py)
+        checks that under the ordering lock and appends. Otherwise, and on SQLite, the group is
+        decided in one transaction that holds the append lock from before its reads.
 
         `maybe_duplicates`: the ids that may already be stored (those a client chose); ids we
         generated ourselves cannot be, and are not looked up. Default: all of them.
@@ -159,7 +160,8 @@ class ClusterCommands:
         if policy is not None and self.store.dialect == "postgresql":
             now = self.store.clock()
             since = decisions.current_since(policy, now)
-            result = self.store.append_current_heartbeats(
+            result = postgres_heartbeats.append_current_heartbeats(
+                self.store,
                 beats,
                 current_since=[since[b.event.component] for b in beats],
                 policy_versions=dict(zip(POLICY_STREAMS, policy.versions, strict=True)),

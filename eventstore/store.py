@@ -1,58 +1,34 @@
-"""The append-only log.
+"""The log's interface: what every store does, and the value types it speaks in.
 
-Ordering guarantee: on PostgreSQL every append first takes one transaction-level advisory lock
-(`pg_advisory_xact_lock`), so appends commit one after another and positions (identity values
-drawn while holding the lock) become visible strictly in position order. A follower that reads
-`position > last_seen` therefore never skips an event that commits later with a smaller
-position. PostgreSQL releases the lock only after the commit is visible to new snapshots, so the
-next writer cannot draw a position before the previous one is readable. We chose this over the
-xmin-snapshot and gap-detection schemes because it is correct by construction, needs no extra
-column or reader cooperation, and its cost is amortised by batching (one lock per batch of up to
-1,000 events; concurrent API requests share one commit). SQLite serialises writers itself
-(`BEGIN IMMEDIATE`, see db.py).
+One implementation per database (`eventstore/sqlite.py`, `eventstore/postgres.py`), chosen by
+`eventstore.open_store`; the contract suite (tests/integration/test_store_contract.py) runs the
+same tests against both. The reads are shared (SQLAlchemy Core), the appends are not.
 
-On PostgreSQL the steps run server-side, in functions created by migration 0001: take the lock,
-skip the event ids already stored, check the expected versions, insert the batch in order and
-queue `NOTIFY clustermon_events, '<last position>'`. Up to 31 events that is one statement
-(`clustermon_append_one` for a single event, `clustermon_append` for more), which our own appends
-run in autocommit mode: one round trip is the whole transaction and the lock is held only for
-the insert and its commit. From 32 events on, `clustermon_prepare_append` does the lock, the
-checks and reserves the positions, then the rows go by binary COPY in the same transaction.
-The reasons are speed (BENCHMARKS.md, "Event store") and that the checks must run after the lock
-is granted (each statement of those functions takes a fresh snapshot).
-Heartbeat ingest has its own function, `clustermon_append_heartbeats` (migrations 0007 and 0008):
-the same steps, after checking under the lock that no decision is needed
-(`append_current_heartbeats`).
-SQLite runs the same steps in Python with SQLAlchemy Core (`_append`).
-
-recorded_at never decreases along positions (time travel and the staleness rules rely on it).
-The stamp comes from the injected clock (tests pin it), read on the client before the lock, so a
-writer that waited for the lock could stamp earlier than the writer it waited for. So, under the
-lock, the stamp is raised to the recorded_at of the last event (one probe of the primary key);
-the events returned carry the stamp actually stored.
-
-A rolled-back append (a database error) can leave a hole in the numbering on PostgreSQL. Holes
-are harmless: nothing can commit below the head later, so followers never wait for them.
+Guarantees every implementation keeps:
+- positions are global and gap-tolerant, and a follower that reads `position > last_seen`
+  never skips an event that commits later with a smaller position (appends are serialised:
+  `pg_advisory_xact_lock` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite);
+- versions are per stream, checked against `expected_version` (ConcurrencyError otherwise);
+- an `event_id` is stored once (a retried delivery is a duplicate);
+- `recorded_at` never decreases along positions (time travel and the staleness rules rely
+  on it): under the lock, the stamp is raised to the last event's recorded_at;
+- nothing outside eventstore/ touches the events table: what the read side needs is a
+  method here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import cycle
 from typing import Any
 from uuid import UUID, uuid4
 
-import orjson
-import psycopg
 import sqlalchemy as sa
 
-from domain.events import Event
+from domain.events import Event, RecordedEvent
 from eventstore.clock import Clock, utc_now
-from eventstore.db import AutocommitConnections, write_connection
-from eventstore.decoding import RecordedEvent, record, recorded
+from eventstore.decoding import recorded
 from eventstore.tables import events as events_table
 
 # Any constant shared by every writer; "clustermon" in ASCII, to be recognisable in pg_locks.
@@ -60,48 +36,6 @@ APPEND_LOCK_KEY = 0x636C75737465
 # PostgreSQL: every append sends NOTIFY on this channel with its last position as the payload,
 # from inside its transaction (so listeners hear of it only once it is committed and readable).
 NOTIFY_CHANNEL = "clustermon_events"
-
-# %b: arrays travel in binary, which psycopg dumps 10-30x faster than their text form.
-_PG_APPEND = (
-    "SELECT kind, event_id, stream, position, version, expected, recorded_at"
-    " FROM clustermon_append("
-    "%s, %s, %s, %b::uuid[], %b::text[], %b::text[], %b::int2[], %b::text[], %b::text[],"
-    " %b::timestamptz[], %s, %b::int4[])"
-)
-
-_PG_APPEND_ONE = (
-    "SELECT kind, event_id, stream, position, version, expected, recorded_at"
-    " FROM clustermon_append_one("
-    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_PG_APPEND_HEARTBEATS = (
-    "SELECT kind, event_id, stream, position, version, recorded_at"
-    " FROM clustermon_append_heartbeats("
-    "%s, %s, %s, %s, %s, %s::jsonb, %s, %b::uuid[], %b::text[], %b::int4[])"
-)
-# Batches from this size on go by COPY (see EventStore._append_postgresql).
-COPY_BATCH = 32
-_PG_PREPARE = (
-    "SELECT dups, conflict_streams, conflict_actual, conflict_expected, cur_streams,"
-    " cur_versions, positions, stamp FROM clustermon_prepare_append("
-    "%s, %s, %s, %b::uuid[], %b::text[], %b::int4[], %s)"
-)
-_PG_COPY = (
-    "COPY events (position, event_id, stream, version, type, schema_version, data, metadata,"
-    " occurred_at, recorded_at) FROM STDIN (FORMAT BINARY)"
-)
-_PG_COPY_TYPES = [
-    "int8",
-    "uuid",
-    "text",
-    "int4",
-    "text",
-    "int2",
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-]
 
 
 class ConcurrencyError(Exception):
@@ -146,13 +80,6 @@ _COLUMNS = (
 )
 
 
-def _raise_first_conflict(fresh: Sequence[NewEvent], conflicts: Mapping[str, tuple]) -> None:
-    """ConcurrencyError for the first stream of the batch in conflict, if any."""
-    if conflicts:
-        stream = next(e.event.stream for e in fresh if e.event.stream in conflicts)
-        raise ConcurrencyError(stream, *conflicts[stream])
-
-
 def _expected_by_stream(expected, streams: set[str]) -> dict[str, int]:
     """stream -> expected version, for the streams of the batch only."""
     if expected is None:
@@ -164,61 +91,14 @@ def _expected_by_stream(expected, streams: set[str]) -> dict[str, int]:
     return {stream: version for stream, version in expected.items() if stream in streams}
 
 
-def _result(new_events, stored: Mapping[UUID, tuple[int, int]], stamp, stored_at) -> AppendResult:
-    """The AppendResult of a PostgreSQL append: `stored` maps each stored event id to its
-    (position, version); `stored_at` is the recorded_at stored (None if nothing was)."""
-    # The client's own object unless the lock raised it (same instant, the caller's tzinfo).
-    recorded_at = stamp if stored_at is None or stored_at == stamp else stored_at
-    recorded, duplicates, seen = [], [], set()
-    last = 0
-    for new in new_events:
-        event_id = new.event_id
-        hit = stored.get(event_id)
-        if hit is None or event_id in seen:
-            duplicates.append(event_id)
-            continue
-        seen.add(event_id)
-        position, version = hit
-        # Positions are drawn in batch order; the log's order must be the batch's.
-        if position <= last:  # pragma: no cover - a broken invariant, never expected
-            raise RuntimeError(f"position {position} out of batch order after {last}")
-        last = position
-        event = new.event
-        recorded.append(
-            record(
-                position,
-                event_id,
-                event.stream,
-                version,
-                event.type,
-                event.schema_version,
-                event,
-                new.metadata,
-                new.occurred_at or recorded_at,
-                recorded_at,
-            )
-        )
-    return AppendResult(recorded, duplicates)
-
-
-def _decoded(cursor: psycopg.Cursor) -> Iterator[RecordedEvent]:
-    while rows := cursor.fetchmany(500):
-        yield from map(recorded, rows)
-
-
 class EventStore:
-    def __init__(self, engine: sa.Engine, clock: Clock = utc_now, *, serialize_appends=True):
+    """The interface, with the reads every database shares. Build one with `open_store`."""
+
+    dialect: str
+
+    def __init__(self, engine: sa.Engine, clock: Clock = utc_now):
         self.engine = engine
         self.clock = clock
-        self.dialect = engine.dialect.name
-        if self.dialect == "postgresql":  # SQLite appends go through SQLAlchemy (`_append`)
-            # The append functions run as transactions of their own, straight on psycopg
-            # connections kept in autocommit mode: a SQLAlchemy Connection (begin, isolation-level
-            # switch, result wrapping) costs more client CPU than the whole round trip of a
-            # one-event append.
-            self._autocommit = AutocommitConnections(engine)
-        # Only the ordering test turns this off, to show what goes wrong without it.
-        self._serialize = serialize_appends and self.dialect == "postgresql"
 
     # --- writing --------------------------------------------------------------------------
 
@@ -246,307 +126,12 @@ class EventStore:
         so recorded_at never decreases along positions. The returned events carry the stamp
         stored.
         """
-        if not events:
-            return AppendResult([], [])
-        stamp = self.clock() if recorded_at is None else recorded_at
-        if self.dialect == "postgresql":
-            return self._append_postgresql(events, expected_version, connection, stamp)
-        if connection is not None:
-            return self._append(connection, events, expected_version, stamp)
-        with write_connection(self.engine) as conn, conn.begin():
-            return self._append(conn, events, expected_version, stamp)
+        raise NotImplementedError
 
-    def _append_postgresql(self, new_events, expected_version, connection, stamp) -> AppendResult:
-        """Small batches: one statement, `clustermon_append` (migrations/versions/0001_events.py)
-        runs the lock, the checks, the insert and the NOTIFY server-side in one round trip; our
-        own appends run it in autocommit mode, so that statement is the whole transaction.
-        Batches of COPY_BATCH events or more: `clustermon_prepare_append` (lock, checks, positions,
-        NOTIFY), then the rows by binary COPY, then COMMIT: a few more round trips, but the rows
-        cost the server about half as much."""
-        unique: dict[UUID, NewEvent] = {}
-        for new in new_events:
-            unique.setdefault(new.event_id, new)
-        fresh = list(unique.values())
-        expected = _expected_by_stream(expected_version, {e.event.stream for e in fresh})
-        per_row = [expected.get(e.event.stream) for e in fresh] if expected else None
-        if len(fresh) >= COPY_BATCH:
-            stored, stored_at = self._copy_append(fresh, per_row, stamp, connection)
-        else:
-            stored, stored_at = self._function_append(fresh, per_row, stamp, connection)
-        return _result(new_events, stored, stamp, stored_at)
-
-    def _function_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
-        """event_id -> (position, version) of each event stored by `clustermon_append`, and the
-        recorded_at stored (None if nothing was)."""
-        dumps = orjson.dumps
-        if len(fresh) == 1:  # scalars: no arrays to build, send and parse
-            (new,) = fresh
-            sql = _PG_APPEND_ONE
-            params = (
-                self._serialize,
-                APPEND_LOCK_KEY,
-                NOTIFY_CHANNEL,
-                new.event_id,
-                new.event.stream,
-                new.event.type,
-                new.event.schema_version,
-                dumps(new.event).decode(),
-                dumps(new.metadata).decode(),
-                new.occurred_at,  # NULL: the stored recorded_at
-                recorded_at,
-                per_row[0] if per_row else None,
-            )
-        else:
-            sql, params = _PG_APPEND, self._function_params(fresh, per_row, recorded_at)
-        if connection is not None:
-            rows = connection.exec_driver_sql(sql, params).all()
-        else:
-            rows = self._autocommit.run(sql, params)
-        stored, conflicts, stored_at = {}, {}, None
-        for kind, event_id, stream, position, version, expected_v, stamp in rows:
-            if kind == "conflict":
-                conflicts[stream] = (expected_v, version)
-            else:
-                stored[event_id] = (position, version)
-                stored_at = stamp
-        _raise_first_conflict(fresh, conflicts)
-        return stored, stored_at
-
-    def _function_params(self, fresh, per_row, recorded_at) -> tuple:
-        dumps = orjson.dumps
-        return (
-            self._serialize,
-            APPEND_LOCK_KEY,
-            NOTIFY_CHANNEL,
-            [e.event_id for e in fresh],
-            [e.event.stream for e in fresh],
-            [e.event.type for e in fresh],
-            [e.event.schema_version for e in fresh],
-            [dumps(e.event).decode() for e in fresh],
-            [dumps(e.metadata).decode() for e in fresh],
-            [e.occurred_at for e in fresh],  # NULL: the stored recorded_at
-            recorded_at,
-            per_row,
-        )
-
-    def append_current_heartbeats(
-        self,
-        heartbeats: Sequence[NewEvent],
-        *,
-        current_since: Sequence[datetime | None],
-        policy_versions: Mapping[str, int],
-        maybe_duplicates: Collection[UUID],
-        recorded_at: datetime,
-    ) -> AppendResult | None:
-        """PostgreSQL: append heartbeats in one round trip if no decision is needed, else None
-        (and nothing is appended): `clustermon_append_heartbeats` (migration 0008) checks under
-        the ordering lock that the streams in `policy_versions` are still at those versions and
-        that no heartbeat's component is stale (its last event a timeout, or a heartbeat
-        recorded before the heartbeat's `current_since`; None: any heartbeat is current).
-        Only the `maybe_duplicates` ids are looked up as duplicates. All `heartbeats` are events
-        of one type (the function takes it once)."""
-        if not heartbeats:
-            return AppendResult([], [])
-        dumps = orjson.dumps
-        rows, seen = [], set()
-        for new, since in zip(heartbeats, current_since, strict=True):
-            if new.event_id not in seen:  # the first copy of an id is the one stored
-                seen.add(new.event_id)
-                event = new.event
-                data, metadata = dumps(event).decode(), dumps(new.metadata).decode()
-                rows.append((new.event_id, event.stream, data, metadata, new.occurred_at, since))
-        first = heartbeats[0].event
-        params = (
-            self._serialize,
-            APPEND_LOCK_KEY,
-            NOTIFY_CHANNEL,
-            first.type,
-            first.schema_version,
-            dumps(rows).decode(),
-            recorded_at,
-            list(maybe_duplicates),
-            list(policy_versions),
-            list(policy_versions.values()),
-        )
-        stored, stored_at = {}, None
-        for kind, event_id, _stream, position, version, stamp in self._autocommit.run(
-            _PG_APPEND_HEARTBEATS, params
-        ):
-            if kind != "recorded":
-                return None
-            stored[event_id] = (position, version)
-            stored_at = stamp
-        return _result(heartbeats, stored, recorded_at, stored_at)
-
-    def _copy_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
-        """event_id -> (position, version) of each event stored by prepare + COPY, and the
-        recorded_at stored (None if nothing was)."""
-        if connection is not None:
-            if not connection.in_transaction():
-                # What SQLAlchemy's autobegin would do, so the caller's commit() covers the COPY.
-                connection.begin()
-            driver = connection.connection.driver_connection
-            try:
-                return self._prepare_and_copy(driver, fresh, per_row, recorded_at)
-            except psycopg.Error as exc:
-                raise sa.exc.DBAPIError.instance(_PG_COPY, None, exc, psycopg.Error) from exc
-        pooled = self.engine.raw_connection()
-        driver = pooled.driver_connection
-        try:
-            stored = self._prepare_and_copy(driver, fresh, per_row, recorded_at)
-            driver.commit()
-            return stored
-        except psycopg.Error as exc:
-            if driver.closed or driver.broken:
-                pooled.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(_PG_COPY, None, exc, psycopg.Error) from exc
-        finally:
-            if not (driver.closed or driver.broken):
-                driver.rollback()  # a no-op after the commit
-            pooled.close()
-
-    def _prepare_and_copy(self, driver, fresh, per_row, recorded_at) -> tuple[dict, Any]:
-        ids = [e.event_id for e in fresh]
-        params = (
-            self._serialize,
-            APPEND_LOCK_KEY,
-            NOTIFY_CHANNEL,
-            ids,
-            [e.event.stream for e in fresh],
-            per_row,
-            recorded_at,
-        )
-        prepared = driver.execute(_PG_PREPARE, params).fetchone()
-        dups, c_streams, c_actual, c_expected, streams, versions, positions, stamp = prepared
-        if c_streams:
-            conflicts = {s: (x, a) for s, a, x in zip(c_streams, c_actual, c_expected, strict=True)}
-            _raise_first_conflict(fresh, conflicts)
-        if not positions:
-            return {}, None  # all duplicates
-        stored = {}
-        known = set(dups)
-        current = dict(zip(streams, versions, strict=True))
-        next_position = iter(positions).__next__
-        dumps = orjson.dumps
-        with driver.cursor().copy(_PG_COPY) as copy:
-            copy.set_types(_PG_COPY_TYPES)
-            for new in fresh:
-                event_id = new.event_id
-                if event_id in known:
-                    continue
-                event = new.event
-                stream = event.stream
-                version = current[stream] = current[stream] + 1
-                position = next_position()
-                copy.write_row(
-                    (
-                        position,
-                        event_id,
-                        stream,
-                        version,
-                        event.type,
-                        event.schema_version,
-                        dumps(event).decode(),
-                        dumps(new.metadata).decode(),
-                        new.occurred_at or stamp,
-                        stamp,
-                    )
-                )
-                stored[event_id] = (position, version)
-        return stored, stamp
-
-    def _append(self, conn, new_events, expected_version, stamp) -> AppendResult:
-        """SQLite (and the reference for the PostgreSQL function): writers are serialised by
-        `BEGIN IMMEDIATE`, so the checks below see every earlier append, and the stamp is raised
-        to the last event's recorded_at (module docstring)."""
-        fresh, duplicates = self._split_duplicates(conn, new_events)
-        if not fresh:
-            return AppendResult([], duplicates)
-        streams = {e.event.stream for e in fresh}
-        versions = self._stream_versions(conn, streams)
-        self._check_expected(expected_version, versions, streams)
-
-        last = conn.execute(
-            sa.select(events_table.c.recorded_at).order_by(events_table.c.position.desc()).limit(1)
-        ).scalar()
-        recorded_at = last if last is not None and last > stamp else stamp
-        rows = []
-        for new in fresh:
-            stream = new.event.stream
-            versions[stream] += 1
-            rows.append(
-                {
-                    "event_id": new.event_id,
-                    "stream": stream,
-                    "version": versions[stream],
-                    "type": new.event.type,
-                    "schema_version": new.event.schema_version,
-                    "data": orjson.dumps(new.event).decode(),
-                    "metadata": orjson.dumps(new.metadata).decode(),
-                    "occurred_at": new.occurred_at or recorded_at,
-                    "recorded_at": recorded_at,
-                }
-            )
-        insert = events_table.insert().returning(
-            events_table.c.position, sort_by_parameter_order=True
-        )
-        positions = conn.execute(insert, rows).scalars().all()
-        recorded = [
-            RecordedEvent(
-                position,
-                new.event_id,
-                row["stream"],
-                row["version"],
-                row["type"],
-                row["schema_version"],
-                new.event,
-                new.metadata,
-                row["occurred_at"],
-                recorded_at,
-            )
-            for position, new, row in zip(positions, fresh, rows, strict=True)
-        ]
-        return AppendResult(recorded, duplicates)
-
-    def _split_duplicates(self, conn, new_events):
-        ids = [e.event_id for e in new_events]
-        seen = set(
-            conn.execute(
-                sa.select(events_table.c.event_id).where(events_table.c.event_id.in_(ids))
-            ).scalars()
-        )
-        fresh, duplicates = [], []
-        for new in new_events:
-            if new.event_id in seen:
-                duplicates.append(new.event_id)
-            else:
-                seen.add(new.event_id)
-                fresh.append(new)
-        return fresh, duplicates
-
-    def _stream_versions(self, conn, streams: Iterable[str]) -> dict[str, int]:
+    def _stream_versions(self, conn: sa.Connection, streams: Sequence[str]) -> dict[str, int]:
         """Current version of each stream: one index probe per stream (max() on the unique
         (stream, version) index), never a scan of a stream's history."""
-        streams = list(streams)
-        if self.dialect == "postgresql":
-            sql = (
-                "SELECT s, (SELECT max(version) FROM events WHERE stream = s)"
-                " FROM unnest(CAST(:streams AS text[])) AS t(s)"
-            )
-            params = {"streams": streams}
-        else:
-            sql = (
-                "SELECT value, (SELECT max(version) FROM events WHERE stream = value)"
-                " FROM json_each(:streams)"
-            )
-            params = {"streams": orjson.dumps(streams).decode()}
-        return {s: v or 0 for s, v in conn.execute(sa.text(sql), params)}
-
-    @staticmethod
-    def _check_expected(expected, versions: Mapping[str, int], streams: set[str]) -> None:
-        for stream, version in _expected_by_stream(expected, streams).items():
-            if versions[stream] != version:
-                raise ConcurrencyError(stream, version, versions[stream])
+        raise NotImplementedError
 
     # --- reading --------------------------------------------------------------------------
 
@@ -597,74 +182,137 @@ class EventStore:
         until: datetime | None = None,
         batch_size: int = 10_000,
     ) -> Iterator[RecordedEvent]:
-        """Every event after `after` in order, fetched in pages (for replays of any size).
-
-        On PostgreSQL, while one page is decoded the next is already being produced by the
-        server on another core: a helper thread runs its query on a second connection (psycopg
-        waits with the GIL released). Rows are then converted 500 at a time: a whole page of
-        10,000 row tuples alive at once gets promoted and rescanned by the cyclic garbage
-        collector, which cost a fifth of the replay (BENCHMARKS.md, "Replay")."""
-
-        def page(after: int) -> sa.Select:
-            return self._select(after, None, None, None, None, until, up_to).limit(batch_size)
-
-        if self.dialect != "postgresql":
-            while True:
-                rows = self._rows(page(after))
-                yield from map(recorded, rows)
-                if len(rows) < batch_size:
-                    return
-                after = rows[-1][0]
-        # The first page on one connection; a second connection and the prefetch thread only
-        # when there is more to read (they cost ~3 ms, more than a short read itself).
-        with self.engine.connect() as one:
-            cursor: psycopg.Cursor | None = self._execute(
-                one.connection.driver_connection, page(after)
-            )
-            if cursor.rowcount < batch_size:
-                yield from _decoded(cursor)
+        """Every event after `after` in order, fetched in pages (for replays of any size)."""
+        while True:
+            rows = self._rows(self._page(after, up_to, until, batch_size))
+            yield from map(recorded, rows)
+            if len(rows) < batch_size:
                 return
-            with (
-                self.engine.connect() as other,
-                ThreadPoolExecutor(1, thread_name_prefix="clustermon-replay") as prefetch,
-            ):
-                drivers = cycle(
-                    [other.connection.driver_connection, one.connection.driver_connection]
-                )
-                while cursor is not None:
-                    pending: Future | None = None
-                    if cursor.rowcount == batch_size:
-                        cursor.scroll(batch_size - 1, "absolute")
-                        last = cursor.fetchone()[0]
-                        cursor.scroll(0, "absolute")
-                        pending = prefetch.submit(self._execute, next(drivers), page(last))
-                    yield from _decoded(cursor)
-                    cursor = pending.result() if pending is not None else None
+            after = rows[-1][0]
+
+    def event_at_or_before(self, position: int) -> tuple[int, datetime]:
+        """(position, recorded_at) of the last event at or before `position` (which may be a
+        hole left by a rolled-back append)."""
+        c = events_table.c
+        query = (
+            sa.select(c.position, c.recorded_at)
+            .where(c.position <= position)
+            .order_by(c.position.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            found, when = conn.execute(query).one()
+        return found, when
+
+    def last_heartbeat(self, stream: str, at: datetime) -> RecordedEvent | None:
+        """The stream's last HeartbeatRecorded recorded at or before `at`."""
+        c = events_table.c
+        query = (
+            sa.select(*_COLUMNS)
+            .where(c.stream == stream, c.type == "HeartbeatRecorded", c.recorded_at <= at)
+            .order_by(c.version.desc())
+            .limit(1)
+        )
+        rows = self._rows(query)
+        return recorded(rows[0]) if rows else None
+
+    def by_position(self, positions: Sequence[int]) -> dict[int, RecordedEvent]:
+        """The events at these positions (those that exist)."""
+        c, out = events_table.c, {}
+        positions = sorted(positions)
+        for start in range(0, len(positions), 500):
+            query = sa.select(*_COLUMNS).where(c.position.in_(positions[start : start + 500]))
+            for r in map(recorded, self._rows(query)):
+                out[r.position] = r
+        return out
+
+    def by_stream_version(
+        self, pairs: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], RecordedEvent]:
+        """The events with these (stream, version) pairs (those that exist)."""
+        c, out = events_table.c, {}
+        pairs = sorted(pairs)
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start : start + 500]
+            query = sa.select(*_COLUMNS).where(sa.tuple_(c.stream, c.version).in_(chunk))
+            for r in map(recorded, self._rows(query)):
+                out[(r.stream, r.version)] = r
+        return out
+
+    def last_position_at(self, at: datetime, *, inclusive: bool = True) -> int:
+        """The last position recorded at (or, not inclusive, before) `at`; 0 if none."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(self.last_position_at_query(at, inclusive))).scalar() or 0
+
+    def oldest_recorded_at(self, after: int = 0) -> datetime | None:
+        """The recorded_at of the first event after position `after`."""
+        c = events_table.c
+        query = sa.select(c.recorded_at).where(c.position > after).order_by(c.position).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def newest_recorded_at(
+        self, *, after: datetime | None = None, until: datetime | None = None
+    ) -> datetime | None:
+        """The latest recorded_at in (after, until] (the whole log by default)."""
+        c = events_table.c
+        query = sa.select(sa.func.max(c.recorded_at))
+        if after is not None:
+            query = query.where(c.recorded_at > after)
+        if until is not None:
+            query = query.where(c.recorded_at <= until)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def first_recorded_after(self, moment: datetime) -> datetime | None:
+        c = events_table.c
+        query = sa.select(sa.func.min(c.recorded_at)).where(c.recorded_at > moment)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def head_recorded_at(self) -> datetime | None:
+        """The recorded_at of the newest event (one primary-key probe)."""
+        c = events_table.c
+        last = sa.select(sa.func.max(c.position)).scalar_subquery()
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(c.recorded_at).where(c.position == last)).scalar()
+
+    # --- query parts, for reads that join the log's positions with their own tables in one
+    # round trip (the read model's checkpoint, time travel's snapshots) --------------------
+
+    @staticmethod
+    def head_query() -> sa.ScalarSelect:
+        """The head position (0 for an empty log)."""
+        return sa.select(
+            sa.func.coalesce(sa.func.max(events_table.c.position), 0)
+        ).scalar_subquery()
+
+    @staticmethod
+    def first_recorded_at_query() -> sa.ScalarSelect:
+        c = events_table.c
+        return sa.select(c.recorded_at).order_by(c.position).limit(1).scalar_subquery()
+
+    @staticmethod
+    def last_position_at_query(at: Any, inclusive: bool = True) -> sa.ScalarSelect:
+        """The last position recorded at or before `at` (a value or a bind parameter). Two
+        index probes on recorded_at (which never decreases along positions): the latest time,
+        then the last position of that (batch-shared) time, rather than max(position) over
+        every earlier row."""
+        c = events_table.c
+        bound = c.recorded_at <= at if inclusive else c.recorded_at < at
+        latest = sa.select(sa.func.max(c.recorded_at)).where(bound).scalar_subquery()
+        return sa.select(sa.func.max(c.position)).where(c.recorded_at == latest).scalar_subquery()
+
+    RECORDED_AT_TYPE = events_table.c.recorded_at.type
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _page(self, after, up_to, until, batch_size) -> sa.Select:
+        return self._select(after, None, None, None, None, until, up_to).limit(batch_size)
 
     def _rows(self, query: sa.Select) -> list[Sequence[Any]]:
-        """The rows of a read. On PostgreSQL straight from the psycopg cursor: SQLAlchemy's
-        result rows cost about a fifth of a replay's time, for nothing we use."""
         with self.engine.connect() as conn:
-            if self.dialect != "postgresql":
-                return conn.execute(query).all()
-            return self._execute(conn.connection.driver_connection, query).fetchall()
-
-    def _execute(self, driver: psycopg.Connection, query: sa.Select) -> psycopg.Cursor:
-        """A binary psycopg cursor holding the whole result of `query`, its transaction ended
-        (the rows stay in client memory)."""
-        compiled = query.compile(
-            dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True}
-        )
-        cursor = driver.cursor(binary=True)
-        try:
-            cursor.execute(compiled.string, compiled.params)
-        except psycopg.Error as exc:
-            raise sa.exc.DBAPIError.instance(
-                compiled.string, compiled.params, exc, psycopg.Error
-            ) from exc
-        finally:
-            driver.rollback()
-        return cursor
+            return list(conn.execute(query).all())
 
     @staticmethod
     def _select(after, types, streams, stream_prefix, since, until, up_to):

@@ -19,26 +19,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
-
 from domain.events import ComponentRemoved, ComponentTimedOut, component_stream
-from eventstore.decoding import RecordedEvent, recorded
-from eventstore.store import _COLUMNS, EventStore
-from eventstore.tables import events as events_table
+from eventstore.decoding import RecordedEvent
+from eventstore.store import EventStore
 from projections import snapshots
 from projections.episodes import TIMEOUT_SETTING, Episode, EpisodeBuilder, _Track
-
-
-def last_position_before(store: EventStore, at: datetime) -> int:
-    """The last position recorded before `at`. Two index probes on recorded_at (which never
-    decreases along positions) rather than max(position) over every earlier row."""
-    c = events_table.c
-    latest = sa.select(sa.func.max(c.recorded_at)).where(c.recorded_at < at).scalar_subquery()
-    with store.engine.connect() as conn:
-        value = conn.execute(
-            sa.select(sa.func.max(c.position)).where(c.recorded_at == latest)
-        ).scalar()
-    return value or 0
 
 
 def seeded_builder(
@@ -47,7 +32,7 @@ def seeded_builder(
     """An EpisodeBuilder positioned at the newest snapshot recorded before `before` (and at or
     below `up_to`); a plain builder at position 0 when there is none."""
     builder = EpisodeBuilder(track_sync=track_sync)
-    limit = last_position_before(store, before)
+    limit = store.last_position_at(before, inclusive=False)
     if up_to is not None:
         limit = min(limit, up_to)
     with store.engine.connect() as conn:
@@ -72,13 +57,13 @@ def seeded_builder(
     probes = {(s, 1) for s in [*present, *gone]}
     probes |= {(s, c.stream_version) for s, c in present.items() if c.timed_out_at is not None}
     probes |= {(s, r.version - 1) for s, r in gone.items()}
-    found = _by_stream_version(store, probes)
+    found = store.by_stream_version(probes)
     wanted = {
         e.event.last_heartbeat_position
         for e in found.values()
         if isinstance(e.event, ComponentTimedOut) and e.event.last_heartbeat_position
     }
-    beats = _by_position(store, wanted)
+    beats = store.by_position(wanted)
 
     def setting_position(component: str, before_position: int) -> int | None:
         setting = TIMEOUT_SETTING[component]
@@ -158,30 +143,3 @@ def seeded_builder(
 
 def _version_at(changes: list[RecordedEvent], position: int) -> int:
     return sum(1 for r in changes if r.position < position)
-
-
-def _by_stream_version(store: EventStore, pairs) -> dict[tuple[str, int], RecordedEvent]:
-    c = events_table.c
-    out: dict[tuple[str, int], RecordedEvent] = {}
-    pairs = sorted(pairs)
-    with store.engine.connect() as conn:
-        for start in range(0, len(pairs), 500):
-            chunk = pairs[start : start + 500]
-            query = sa.select(*_COLUMNS).where(sa.tuple_(c.stream, c.version).in_(chunk))
-            for row in conn.execute(query):
-                r = recorded(row)
-                out[(r.stream, r.version)] = r
-    return out
-
-
-def _by_position(store: EventStore, positions) -> dict[int, RecordedEvent]:
-    c = events_table.c
-    positions = sorted(positions)
-    out: dict[int, RecordedEvent] = {}
-    with store.engine.connect() as conn:
-        for start in range(0, len(positions), 500):
-            query = sa.select(*_COLUMNS).where(c.position.in_(positions[start : start + 500]))
-            for row in conn.execute(query):
-                r = recorded(row)
-                out[r.position] = r
-    return out

@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from domain import rules
 from domain.durations import format_duration
 from domain.events import (
@@ -26,9 +24,8 @@ from domain.events import (
     component_stream,
 )
 from domain.state import Configuration, fold
-from eventstore.decoding import RecordedEvent, recorded
-from eventstore.store import _COLUMNS, EventStore
-from eventstore.tables import events as events_table
+from eventstore.decoding import RecordedEvent
+from eventstore.store import EventStore
 from projections.episodes import TIMEOUT_SETTING
 
 LIST_LIMIT = 20  # most recent removals / recoveries / timeouts listed
@@ -37,19 +34,6 @@ _EPSILON = timedelta(microseconds=1)  # the store's `until` is exclusive; T itse
 
 class NeverSeen(LookupError):
     pass
-
-
-def _last_heartbeat(store: EventStore, stream: str, at: datetime) -> RecordedEvent | None:
-    c = events_table.c
-    query = (
-        sa.select(*_COLUMNS)
-        .where(c.stream == stream, c.type == "HeartbeatRecorded", c.recorded_at <= at)
-        .order_by(c.version.desc())
-        .limit(1)
-    )
-    with store.engine.connect() as conn:
-        row = conn.execute(query).first()
-    return recorded(row) if row is not None else None
 
 
 def _ref(r: RecordedEvent) -> dict[str, Any]:
@@ -70,7 +54,7 @@ def explain(store: EventStore, server: str, component: str, at: datetime) -> dic
         until=until,
         limit=None,
     )
-    last_beat = _last_heartbeat(store, stream, at)
+    last_beat = store.last_heartbeat(stream, at)
     if last_beat is None and not own:
         raise NeverSeen(f"the log has no event of the {component} component of {server} by {at}")
     chain = sorted([*cluster_events, *own, *([last_beat] if last_beat else [])], key=_position)

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from domain.state import ClusterState, ServerState, apply
-from eventstore.store import EventStore
+from eventstore import open_store
 from projections import readmodel
 from projections.tables import VIEW, checkpoints
 from projections.view import cluster_view
@@ -106,7 +106,7 @@ def _cached_state(engine: sa.Engine) -> ClusterState:
     if hit is not None and hit[0][0] == key[0] and 0 < key[1] - hit[0][1] <= _TAIL_LIMIT:
         # Same generation, a little further: fold the log between the two checkpoints (the
         # tables hold exactly that fold) instead of re-reading 20,000 rows.
-        tail = EventStore(engine).read_all(after=hit[0][1], limit=None, up_to=key[1])
+        tail = open_store(engine).read_all(after=hit[0][1], limit=None, up_to=key[1])
         state = copy_on_write_fold(hit[1], tail)
         if state.position == key[1]:
             with _cache_lock:

@@ -20,7 +20,6 @@ from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.listener import Listener
 from eventstore.store import EventStore
-from eventstore.tables import events as events_table
 from projections import readmodel
 from projections.tables import VIEW, checkpoints
 
@@ -51,7 +50,7 @@ class ProjectionRunner:
         """(checkpoint, head) in one query: the whole cost of a call with nothing new."""
         query = sa.select(
             sa.select(checkpoints.c.position).where(checkpoints.c.name == VIEW).scalar_subquery(),
-            sa.select(sa.func.coalesce(sa.func.max(events_table.c.position), 0)).scalar_subquery(),
+            self.store.head_query(),
         )
         with self.engine.connect() as conn:
             checkpoint, head = conn.execute(query).one()
@@ -116,14 +115,11 @@ class ProjectionRunner:
     def lag(self) -> dict:
         """How far the read tables trail the log: events, and seconds the oldest unprojected
         event has been waiting (by the store's clock; 0.0 when up to date)."""
-        c = events_table.c
         with self.engine.connect() as conn:
             checkpoint = readmodel.read_checkpoint(conn)
-            position = checkpoint.position if checkpoint else 0
-            head = conn.execute(sa.select(sa.func.coalesce(sa.func.max(c.position), 0))).scalar()
-            oldest = conn.execute(
-                sa.select(c.recorded_at).where(c.position > position).order_by(c.position).limit(1)
-            ).scalar()
+        position = checkpoint.position if checkpoint else 0
+        head = self.store.head_position()
+        oldest = self.store.oldest_recorded_at(after=position)
         seconds = 0.0
         if oldest is not None:
             seconds = max(0.0, (self.store.clock() - oldest).total_seconds())

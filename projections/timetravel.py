@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from domain.state import ClusterState, fold
 from eventstore.store import EventStore
-from eventstore.tables import events
 from projections import snapshots
 from projections.gcpause import collector_paused
 from projections.tables import snapshots as snapshots_table
@@ -32,54 +31,34 @@ def resolve(
     store: EventStore, *, at: datetime | None = None, position: int | None = None
 ) -> tuple[int, datetime]:
     """(last position folded, time the staleness is evaluated at) for a time or a position."""
-    c = events.c
     if at is not None and position is not None:
         raise ValueError("give a time or a position, not both")
-    with store.engine.connect() as conn:
-        if position is not None:
-            if position < 1:
-                raise ValueError(f"position must be at least 1, got {position}")
-            head = store.head_position(conn)
-            if position > head:
-                raise ValueError(f"position {position} is beyond the head of the log ({head})")
-            # The position may be a hole (a rolled-back append): use the event before it.
-            last, when = conn.execute(
-                sa.select(c.position, c.recorded_at)
-                .where(c.position <= position)
-                .order_by(c.position.desc())
-                .limit(1)
-            ).one()
-            return last, when.astimezone(UTC)
-        at = (_aware(at) if at is not None else store.clock()).astimezone(UTC)
-        first = conn.execute(sa.select(c.recorded_at).order_by(c.position).limit(1)).scalar()
-        if first is None:
-            raise ValueError("the event log is empty: there is no cluster to show at any time")
-        if at < first:
-            raise ValueError(
-                f"{at.isoformat()} is before the log, which starts at {first.isoformat()}"
-            )
-        # Both are index look-ups on recorded_at: the latest time <= at, then the last
-        # position of that (batch-shared) time.
-        latest_time = (
-            sa.select(sa.func.max(c.recorded_at)).where(c.recorded_at <= at).scalar_subquery()
-        )
-        last = conn.execute(
-            sa.select(sa.func.max(c.position)).where(c.recorded_at == latest_time)
-        ).scalar()
-        return last, at
+    if position is not None:
+        if position < 1:
+            raise ValueError(f"position must be at least 1, got {position}")
+        head = store.head_position()
+        if position > head:
+            raise ValueError(f"position {position} is beyond the head of the log ({head})")
+        # The position may be a hole (a rolled-back append): use the event before it.
+        last, when = store.event_at_or_before(position)
+        return last, when.astimezone(UTC)
+    at = (_aware(at) if at is not None else store.clock()).astimezone(UTC)
+    first = store.oldest_recorded_at()
+    if first is None:
+        raise ValueError("the event log is empty: there is no cluster to show at any time")
+    if at < first:
+        raise ValueError(f"{at.isoformat()} is before the log, which starts at {first.isoformat()}")
+    return store.last_position_at(at), at
 
 
 def _locate_query() -> sa.Select:
     """(first recorded_at, last position recorded at or before :at, the newest snapshot at or
     before that position), built once: constructing it costs more than running it."""
-    c, snap, older = events.c, snapshots_table.c, snapshots_table.alias("older")
-    at = sa.bindparam("at", type_=events.c.recorded_at.type)
-    first = sa.select(c.recorded_at).order_by(c.position).limit(1).scalar_subquery()
-    # Index look-ups on recorded_at: the latest time <= at, then the last position of that
-    # (batch-shared) time.
-    latest_time = sa.select(sa.func.max(c.recorded_at)).where(c.recorded_at <= at).scalar_subquery()
-    last = sa.select(sa.func.max(c.position)).where(c.recorded_at == latest_time)
-    target = sa.select(first.label("first"), last.scalar_subquery().label("last")).subquery()
+    snap, older = snapshots_table.c, snapshots_table.alias("older")
+    at = sa.bindparam("at", type_=EventStore.RECORDED_AT_TYPE)
+    first = EventStore.first_recorded_at_query()
+    last = EventStore.last_position_at_query(at)
+    target = sa.select(first.label("first"), last.label("last")).subquery()
     newest = (
         sa.select(sa.func.max(older.c.position))
         .where(older.c.position <= target.c.last)

@@ -44,7 +44,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from domain.events import MONITOR_STREAM, MonitorResumed
 from domain.state import Configuration
 from eventstore.store import ConcurrencyError, EventStore, NewEvent, RecordedEvent
-from eventstore.tables import events
 from scheduler.tables import scheduler_liveness
 
 LIVENESS_EVERY = timedelta(seconds=5)
@@ -79,30 +78,6 @@ def last_liveness(engine: sa.Engine) -> datetime | None:
         return conn.execute(sa.select(sa.func.max(scheduler_liveness.c.last_seen_at))).scalar()
 
 
-def _last_recorded_between(engine: sa.Engine, after: datetime, until: datetime) -> datetime | None:
-    """One probe of the recorded_at index."""
-    with engine.connect() as conn:
-        query = sa.select(sa.func.max(events.c.recorded_at)).where(
-            events.c.recorded_at > after, events.c.recorded_at <= until
-        )
-        return conn.execute(query).scalar()
-
-
-def _first_recorded_after(engine: sa.Engine, moment: datetime) -> datetime | None:
-    """One probe of the recorded_at index."""
-    with engine.connect() as conn:
-        query = sa.select(sa.func.min(events.c.recorded_at)).where(events.c.recorded_at > moment)
-        return conn.execute(query).scalar()
-
-
-def _last_recorded(engine: sa.Engine) -> datetime | None:
-    with engine.connect() as conn:
-        last = sa.select(sa.func.max(events.c.position)).scalar_subquery()
-        return conn.execute(
-            sa.select(events.c.recorded_at).where(events.c.position == last)
-        ).scalar()
-
-
 def _last_resumed(store: EventStore, monitor_version: int) -> datetime | None:
     """When the last recorded gap ended: a gap already recorded (by another scheduler, or by
     an API process at start-up) is not recorded again."""
@@ -126,15 +101,16 @@ def resume_after_gap(
     threshold = gap_threshold(config, sweep_interval_seconds)
     monitor_version = store.stream_version(MONITOR_STREAM)
     known = [t for t in (last_liveness(engine), _last_resumed(store, monitor_version)) if t]
-    watched_until = max(known) if known else _last_recorded(engine)
+    watched_until = max(known) if known else store.head_recorded_at()
     if watched_until is None or now - watched_until <= threshold:
         return None
     stopped = (
-        _last_recorded_between(engine, watched_until, watched_until + STOP_WINDOW) or watched_until
+        store.newest_recorded_at(after=watched_until, until=watched_until + STOP_WINDOW)
+        or watched_until
     )
     if now - stopped <= threshold:
         return None
-    api_back = _first_recorded_after(engine, stopped)
+    api_back = store.first_recorded_after(stopped)
     if api_back is not None and api_back - stopped <= threshold:
         return None
     event = MonitorResumed(down_since=stopped, resumed_at=now, detector=detector)

@@ -28,11 +28,9 @@ import logging
 import os
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from apscheduler.triggers.cron import CronTrigger
 
 from eventstore.store import EventStore
-from eventstore.tables import events
 from projections import report_store
 
 log = logging.getLogger("clustermon.reports")
@@ -92,12 +90,6 @@ def last_period(expression: str, now: datetime) -> tuple[datetime, datetime] | N
     return None
 
 
-def _first_event_at(store: EventStore) -> datetime | None:
-    c = events.c
-    with store.engine.connect() as conn:
-        return conn.execute(sa.select(c.recorded_at).order_by(c.position).limit(1)).scalar()
-
-
 def run_due_reports(store: EventStore, now: datetime) -> list[dict]:
     """Compute and store the report of each schedule's latest ended period, if not stored yet.
     Returns the reports stored by this call (usually none)."""
@@ -107,7 +99,7 @@ def run_due_reports(store: EventStore, now: datetime) -> list[dict]:
         period = last_period(expression, now)
         if period is None or report_store.has_schedule(store.engine, kind, period[0]):
             continue
-        first = first or _first_event_at(store)
+        first = first or store.oldest_recorded_at()
         if first is None or period[1] <= first:
             continue
         report = report_store.compute_and_store(store, period[0], period[1], kind=kind)

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 import migrations
-from eventstore import EventStore, create_engine
+from eventstore import EventStore, create_engine, open_store
 
 PG_ADMIN_URL = os.environ.get(
     "CLUSTERMON_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -136,4 +136,4 @@ def clock():
 
 @pytest.fixture
 def store(engine, clock) -> EventStore:
-    return EventStore(engine, clock)
+    return open_store(engine, clock)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from api.ingest import GroupCommitter
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, NewEvent, create_engine
+from eventstore import NewEvent, create_engine, open_store
 from eventstore.commands import ClusterCommands
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
@@ -47,7 +47,7 @@ class HeldCommands(ClusterCommands):
 
 @pytest.fixture
 def commands(engine, clock):
-    return HeldCommands(EventStore(engine, clock))
+    return HeldCommands(open_store(engine, clock))
 
 
 def _in_threads(count, target):
@@ -132,7 +132,7 @@ def test_a_value_the_database_refuses_fails_only_its_own_request(pg_database_url
     # and each request is committed alone, so that only the one carrying the value fails.
     engine = create_engine(pg_database_url)
     try:
-        commands = HeldCommands(EventStore(engine, clock))
+        commands = HeldCommands(open_store(engine, clock))
         committer = GroupCommitter(commands)
         first, first_result = _in_threads(1, lambda i: committer.submit([_beat("lead")]))
         assert commands.first_started.wait(10)

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, NewEvent
+from eventstore import NewEvent, open_store
 from eventstore.commands import ClusterCommands
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
@@ -27,14 +27,14 @@ def _beat(server="web01"):
 
 def test_heartbeats_are_stamped_with_the_time_they_were_judged_at(engine):
     clock = TickingClock()
-    commands = ClusterCommands(EventStore(engine, clock))
+    commands = ClusterCommands(open_store(engine, clock))
     result = commands.record_heartbeats([_beat(), _beat("web02")])
     assert len(clock.readings) == 1  # one reading decides and stamps
     assert [r.recorded_at for r in result.recorded] == [clock.readings[0]] * 2
 
 
 def test_a_retried_heartbeat_after_a_timeout_is_no_recovery(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     commands = ClusterCommands(store)
     beat = _beat()
     commands.record_heartbeats([beat])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from domain.decisions import NotInCluster
 from domain.events import HeartbeatRecorded, MonitorResumed
-from eventstore import EventStore, NewEvent
+from eventstore import NewEvent, open_store
 from eventstore.commands import ClusterCommands
 from scheduler.sweep import emit_timeouts
 
@@ -28,7 +28,7 @@ def _beat(server="web01"):
 
 
 def test_two_processes_writing_the_same_components_number_them_without_gaps(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     worker_a, worker_b = ClusterCommands(store), ClusterCommands(store)
     worker_a.record_heartbeats([_beat()])
     worker_b.record_heartbeats([_beat(), _beat("web02")])
@@ -47,7 +47,7 @@ def test_two_processes_writing_the_same_components_number_them_without_gaps(engi
 
 
 def test_concurrent_groups_on_the_same_components_are_all_recorded(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     workers = [ClusterCommands(store) for _ in range(4)]
     errors = []
 
@@ -71,7 +71,7 @@ def test_concurrent_groups_on_the_same_components_are_all_recorded(engine, clock
 
 
 def test_a_timeout_the_sweep_recorded_since_the_last_group_gets_its_recovery(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     commands = ClusterCommands(store)
     commands.record_heartbeats([_beat()])
     clock.advance(minutes=10)
@@ -86,7 +86,7 @@ def test_a_timeout_the_sweep_recorded_since_the_last_group_gets_its_recovery(eng
 
 
 def test_an_expiry_nobody_recorded_yet_is_recorded_by_the_heartbeat(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     commands = ClusterCommands(store)
     commands.record_heartbeats([_beat()])
     clock.advance(minutes=5, seconds=1)
@@ -100,7 +100,7 @@ def test_an_expiry_nobody_recorded_yet_is_recorded_by_the_heartbeat(engine, cloc
 
 
 def test_a_heartbeat_exactly_at_its_deadline_is_current(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     commands = ClusterCommands(store)
     commands.record_heartbeats([_beat()])
     clock.advance(minutes=5)
@@ -111,7 +111,7 @@ def test_a_heartbeat_exactly_at_its_deadline_is_current(engine, clock):
 
 
 def test_a_configuration_changed_by_another_process_judges_the_next_group(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     api_worker, admin_worker = ClusterCommands(store), ClusterCommands(store)
     api_worker.record_heartbeats([_beat()])  # judged by the default 5 min stale timeout
     clock.advance(seconds=1)
@@ -136,7 +136,7 @@ def test_a_configuration_changed_by_another_process_judges_the_next_group(engine
 
 
 def test_after_a_monitor_gap_every_component_gets_one_full_timeout(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     commands = ClusterCommands(store)
     commands.record_heartbeats([_beat(), _beat("web02")])
     clock.advance(minutes=20)
@@ -179,7 +179,7 @@ def _together(*jobs):
 
 
 def test_concurrent_configuration_changes_all_succeed_one_after_another(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     admins = [ClusterCommands(store) for _ in range(6)]
 
     def change(commands, n):
@@ -195,7 +195,7 @@ def test_concurrent_configuration_changes_all_succeed_one_after_another(engine, 
 
 
 def test_a_removal_succeeds_while_the_component_keeps_sending(engine, clock):
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     agent, admin = ClusterCommands(store), ClusterCommands(store)
     agent.record_heartbeats([_beat()])
     removed = []

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, create_engine, write_connection
+from eventstore import EventStore, create_engine, open_store, write_connection
 from eventstore.store import NewEvent
 
 WRITERS = 4
@@ -27,7 +27,7 @@ DEADLINE_SECONDS = 60
 
 def _writer(url: str, index: int, serialize: bool, barrier, done) -> None:
     engine = create_engine(url)
-    store = EventStore(engine, serialize_appends=serialize)
+    store = open_store(engine, serialize_appends=serialize)
     sent_at = datetime(2026, 11, 27, 10, tzinfo=UTC)
     try:
         barrier.wait(timeout=DEADLINE_SECONDS)
@@ -85,7 +85,7 @@ def test_follower_sees_every_committed_event_once_in_order(pg_database_url, seri
         p.start()
     engine = create_engine(pg_database_url)
     try:
-        store = EventStore(engine)
+        store = open_store(engine)
         barrier.wait(timeout=DEADLINE_SECONDS)
         seen = follow(store, done)
         for p in procs:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 import migrations
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from eventstore.store import NewEvent
 from tests.conftest import _libpq
 
@@ -76,7 +76,7 @@ def test_upgrade_from_empty_then_downgrade_to_empty(empty_url):
     # The migrated schema is the one the store works with.
     engine = create_engine(empty_url)
     try:
-        store = EventStore(engine)
+        store = open_store(engine)
         event = HeartbeatRecorded(server="web01", component="web", sent_at=store.clock())
         assert store.append([NewEvent(event)]).last_position == 1
         assert store.read_all()[0].event == event

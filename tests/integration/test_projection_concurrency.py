@@ -9,7 +9,7 @@ import time
 import pytest
 
 from domain.state import fold
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from projections.read import current_view
 from projections.runner import ProjectionRunner
 from projections.view import cluster_view
@@ -20,7 +20,7 @@ WORKERS = 3
 
 def _run(url: str, ready, stop, results) -> None:
     engine = create_engine(url)
-    store = EventStore(engine)
+    store = open_store(engine)
     runner = ProjectionRunner(store, batch_size=7)
     applied = 0
     ready.release()

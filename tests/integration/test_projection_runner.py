@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from domain.state import fold
-from eventstore import EventStore, create_engine
+from eventstore import create_engine, open_store
 from projections import read, readmodel
 from projections.read import current_state, current_view
 from projections.rebuild import rebuild, replay
@@ -70,7 +70,7 @@ def test_a_restarted_runner_continues_from_the_checkpoint(store, clock):
     ProjectionRunner(store).catch_up()
     store.append([ps.configure(stale_timeout_seconds=120)])
     # A new process: nothing in memory, only the checkpoint.
-    restarted = ProjectionRunner(EventStore(create_engine(str(store.engine.url)), clock))
+    restarted = ProjectionRunner(open_store(create_engine(str(store.engine.url)), clock))
     try:
         assert restarted.catch_up() == 1
     finally:
@@ -110,7 +110,7 @@ def test_a_failed_batch_leaves_checkpoint_and_rows_as_they_were(store, clock, mo
 @pytest.mark.postgres
 def test_a_runner_steps_aside_while_another_holds_the_checkpoint(pg_database_url, clock):
     engine = create_engine(pg_database_url)
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     try:
         store.append([ps.beat(store, "a")])
         runner = ProjectionRunner(store)
@@ -193,7 +193,7 @@ def test_run_forever_follows_new_events_until_stopped(store, clock):
 @pytest.mark.postgres
 def test_notify_wakes_the_runner_long_before_its_poll_interval(pg_database_url, clock):
     engine = create_engine(pg_database_url)
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     runner = ProjectionRunner(store, poll_interval=60)  # only a NOTIFY can wake it in time
     stop = threading.Event()
     thread = threading.Thread(target=runner.run_forever, args=(stop,))

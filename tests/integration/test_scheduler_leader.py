@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, NewEvent
+from eventstore import NewEvent, open_store
 from eventstore.commands import ClusterCommands
 from scheduler.gaps import record_liveness
 from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
@@ -64,7 +64,7 @@ def test_a_leader_that_loses_its_lock_connection_steps_down(pg_database_url, clo
     from eventstore import create_engine
 
     engine = create_engine(pg_database_url)
-    store = EventStore(engine, clock)
+    store = open_store(engine, clock)
     first = SchedulerService(store, clock, detector="A")
     second = SchedulerService(store, clock, detector="B")
     try:

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from domain.events import ConfigurationChanged, HeartbeatRecorded
-from eventstore import EventStore, NewEvent, create_engine
+from eventstore import NewEvent, create_engine, open_store
 from eventstore.commands import ClusterCommands
 from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
 from scheduler.process import spawn_scheduler
@@ -36,7 +36,7 @@ def url(request):
 @pytest.fixture
 def pg_store(url):
     engine = create_engine(url)
-    yield EventStore(engine)
+    yield open_store(engine)
     engine.dispose()
 
 

@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from domain.events import ComponentRemoved, ConfigurationChanged, HeartbeatRecorded
-from eventstore import EventStore, create_engine, write_connection
+from eventstore import create_engine, open_store, write_connection
+from eventstore.postgres_heartbeats import append_current_heartbeats
 from eventstore.store import NOTIFY_CHANNEL, ConcurrencyError, NewEvent
 from eventstore.tables import events as events_table
 
@@ -338,7 +339,7 @@ def test_two_writers_racing_with_the_same_ids_store_them_once(database_url, cloc
     writers = 4
     rounds = 8
     engines = [create_engine(database_url) for _ in range(writers)]
-    stores = [EventStore(e, clock) for e in engines]
+    stores = [open_store(e, clock) for e in engines]
     # Small and large batches: PostgreSQL appends them in two ways (one statement; COPY).
     sizes = [5 if r % 2 else 40 for r in range(rounds)]
     batches = [[beat(f"srv{r}-{i % 7}") for i in range(sizes[r])] for r in range(rounds)]
@@ -427,7 +428,7 @@ def test_a_stored_v1_heartbeat_is_read_as_v2(store, engine, clock):
 @pytest.mark.postgres
 def test_each_append_notifies_its_last_position_once_committed(pg_database_url):
     engine = create_engine(pg_database_url)
-    store = EventStore(engine)
+    store = open_store(engine)
     listener = psycopg.connect(
         pg_database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
     )
@@ -462,7 +463,7 @@ def test_each_append_notifies_its_last_position_once_committed(pg_database_url):
 @pytest.mark.postgres
 def test_appends_survive_a_pooled_connection_killed_by_the_server(pg_database_url):
     engine = create_engine(pg_database_url)
-    store = EventStore(engine)
+    store = open_store(engine)
     admin = psycopg.connect(
         pg_database_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
     )
@@ -491,7 +492,7 @@ def test_forked_processes_append_on_connections_of_their_own(pg_database_url):
     """gunicorn forks workers from a process that may have appended already: two children
     sharing the parent's idle connection would interleave on one socket."""
     engine = create_engine(pg_database_url)
-    store = EventStore(engine)
+    store = open_store(engine)
     try:
         store.append([beat("parent")])  # leaves an idle connection behind
         children = []
@@ -519,7 +520,7 @@ def test_forked_processes_append_on_connections_of_their_own(pg_database_url):
 @pytest.mark.postgres
 def test_a_database_error_surfaces_as_sqlalchemys_and_the_store_goes_on(pg_database_url):
     engine = create_engine(pg_database_url)
-    store = EventStore(engine)
+    store = open_store(engine)
     try:
         with pytest.raises(sa.exc.DataError, match="too long"):
             store.append([beat("a"), beat("x" * 300)])  # stream is varchar(250)
@@ -533,11 +534,12 @@ def test_a_database_error_surfaces_as_sqlalchemys_and_the_store_goes_on(pg_datab
 @pytest.mark.postgres
 def test_current_heartbeats_are_appended_in_one_call_and_stale_ones_refused(pg_database_url):
     engine = create_engine(pg_database_url)
-    store = EventStore(engine, lambda: T0 + timedelta(minutes=10))
+    store = open_store(engine, lambda: T0 + timedelta(minutes=10))
     since = T0 + timedelta(minutes=5)  # heartbeats recorded before this are stale
 
     def append(*beats, policy=None, dups=()):
-        return store.append_current_heartbeats(
+        return append_current_heartbeats(
+            store,
             beats,
             current_since=[since] * len(beats),
             policy_versions=policy or {"cluster": 0},

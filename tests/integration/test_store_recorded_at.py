@@ -17,8 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from domain.events import HeartbeatRecorded
-from eventstore import EventStore, create_engine, write_connection
-from eventstore.store import COPY_BATCH, NewEvent
+from eventstore import EventStore, create_engine, open_store, write_connection
+from eventstore.postgres import COPY_BATCH
+from eventstore.store import NewEvent
 
 T = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 SIZES = [1, 5, 40]
@@ -127,8 +128,8 @@ def test_a_writer_that_waited_for_the_lock_is_not_stamped_before_the_one_it_wait
     were stamped 10:00, earlier than the event before them."""
     engine = create_engine(pg_database_url)
     try:
-        writer_a = EventStore(engine, lambda: T + timedelta(minutes=1))
-        writer_b = EventStore(engine, lambda: T)
+        writer_a = open_store(engine, lambda: T + timedelta(minutes=1))
+        writer_b = open_store(engine, lambda: T)
         results, errors = [], []
 
         def append_b():
