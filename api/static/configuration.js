@@ -1,0 +1,62 @@
+/* The configuration form: an admin saves only what changed, and the API's refusals are shown
+ * next to their fields. Its values are filled by cluster-view.js. */
+
+import { api } from "./api-client.js";
+import { $, isAdmin, state } from "./page.js";
+import { refresh } from "./live-updates.js";
+
+export function noteEdit(event) {
+  if (event.target.name) {
+    state.dirty[event.target.name] = true;
+    $("config-status").textContent = "";
+  }
+}
+
+function clearConfigErrors() {
+  Array.prototype.forEach.call(document.querySelectorAll("#config-form .field-error"),
+                               function (p) { p.textContent = ""; });
+  Array.prototype.forEach.call(document.querySelectorAll("#config-form [aria-invalid]"),
+                               function (i) { i.removeAttribute("aria-invalid"); });
+}
+
+export function saveConfiguration(event) {
+  event.preventDefault();
+  if (!isAdmin() || !state.live || !state.view) { return; }
+  clearConfigErrors();
+  var config = state.view.configuration;
+  var changes = {};
+  Array.prototype.forEach.call($("config-form").elements, function (input) {
+    if (!input.name || !(input.name in config)) { return; }
+    var value = input.type === "checkbox" ? input.checked :
+      (input.value.trim() === "" ? null : Number(input.value));
+    if (value !== config[input.name]) { changes[input.name] = value; }
+  });
+  if (!Object.keys(changes).length) {
+    $("config-status").textContent = "Nothing changed.";
+    return;
+  }
+  $("config-status").textContent = "Saving…";
+  api("/api/v1/cluster/configuration", { method: "PUT", body: changes }).then(function () {
+    state.dirty = {};
+    $("config-status").textContent = "Saved.";
+    return refresh();
+  }).catch(function (err) {
+    $("config-status").textContent = "";
+    var errors = (err.problem && err.problem.errors) || {};
+    var first = null;
+    Object.keys(errors).forEach(function (field) {
+      var messages = [].concat(errors[field]).join(" ");
+      var slot = $("error-" + field);
+      var input = $("cfg-" + field);
+      if (slot && input) {
+        slot.textContent = messages;
+        input.setAttribute("aria-invalid", "true");
+        first = first || input;
+      } else {
+        $("config-error").textContent += messages + " ";
+      }
+    });
+    if (!Object.keys(errors).length) { $("config-error").textContent = err.message; }
+    if (first) { first.focus(); }
+  });
+}
