@@ -1,5 +1,5 @@
-"""WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi …`."""
+"""WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi …` (the app with its commands)."""
 
-from api.app import create_app
+from cli.main import create_app
 
 app = create_app()

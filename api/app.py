@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from flask import Flask
 from flask_smorest import Api
@@ -12,21 +11,9 @@ from marshmallow import fields as ma_fields
 from api import settings as settings_module
 from api.jsonprovider import OrjsonProvider
 from api.problems import MEDIA_TYPE, ProblemSchema
-from eventstore import Clock, EventStore, create_engine, open_store, utc_now
+from api.services import Services
+from eventstore import create_engine, open_store, utc_now
 from eventstore.commands import ClusterCommands
-
-
-@dataclass
-class Services:
-    """What request handlers and commands share; built once per app, never at import."""
-
-    store: EventStore
-    clock: Clock
-    commands: ClusterCommands
-
-    @property
-    def engine(self):
-        return self.store.engine
 
 
 class ProblemApi(Api):
@@ -75,7 +62,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from api import (
         audit,
-        cli,
         cluster,
         dashboard,
         docs,
@@ -114,7 +100,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     metrics.init_app(app)
     health.document(app, api.spec)  # once /metrics is routed too
     docs.init_app(app)
-    cli.init_app(app)
     fastpath.init_app(app)  # last: it wraps the finished app
     return app
 
@@ -124,7 +109,3 @@ def _ip_formats(converter, field, **kwargs) -> dict:
     if isinstance(field, ma_fields.IP) and not isinstance(field, ma_fields.IPv4 | ma_fields.IPv6):
         return {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
     return {}
-
-
-def services(app: Flask) -> Services:
-    return app.extensions["clustermon"]

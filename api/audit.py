@@ -9,7 +9,6 @@ import marshmallow as ma
 from flask import Response, current_app, g, request
 from marshmallow import fields, validate
 
-from api.app import services
 from api.auth import require
 from api.fields import Instant
 from api.heartbeats import json_body
@@ -17,6 +16,7 @@ from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery, QueryInteger
 from api.responses import REPORT_FORMATS, AnswerSchema
 from api.schemas import require_component_path
+from api.services import services
 from projections import episodes, explain, report_store, reports, whatif
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit and reports")

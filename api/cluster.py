@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Response, current_app
 from marshmallow import ValidationError
 
-from api.app import services
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
 from api.problems import Problem, invalid
@@ -17,6 +16,7 @@ from api.schemas import (
     ConfigurationPatchSchema,
     require_component_path,
 )
+from api.services import services
 from domain.decisions import InvalidConfiguration, NotInCluster
 from projections import read, timetravel
 from projections.history import component_history as history

@@ -10,13 +10,13 @@ import orjson
 from flask import Response, current_app, request, stream_with_context
 
 from api import settings
-from api.app import services
 from api.auth import require
 from api.livetail import LogTail
 from api.problems import Problem, invalid
 from api.query import Blueprint
 from api.responses import EVENT_STREAM, EventsPageSchema
 from api.schemas import MAX_POSITION, EventsQuerySchema, StreamQuerySchema
+from api.services import services
 from domain.events import component_stream
 from eventstore.store import RecordedEvent
 

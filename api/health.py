@@ -18,7 +18,7 @@ def healthz():
 @blueprint.get("/readyz")
 @blueprint.get("/api/v1/readyz")
 def readyz():
-    from api.app import services
+    from api.services import services
     from projections.runner import ProjectionRunner
 
     try:

@@ -83,7 +83,7 @@ class ProjectionLag:
         self.app = app
 
     def collect(self):
-        from api.app import services
+        from api.services import services
         from projections.runner import ProjectionRunner
 
         try:

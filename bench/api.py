@@ -55,7 +55,7 @@ from bench.common import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CLI = [sys.executable, "-c", "from api.cli import main; main()"]
+CLI = [sys.executable, "-m", "cli"]
 
 BEAT = {
     "component": "service",

@@ -71,7 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-metrics-"))
 
-    from api.app import create_app, services
+    from api.app import create_app
+    from api.services import services
     from api.tokens import create_token
 
     with scratch_database(BENCH_URL) as db:

@@ -188,7 +188,8 @@ def main() -> None:
         }
         product = stack.enter_context(load.serving("product", ROOT, port, {}))
         # The token was made on the product's own scratch database: the others get their own.
-        from api.app import create_app, services
+        from api.app import create_app
+        from api.services import services
 
         svc = services(create_app({"DATABASE_URL": db}))
         token = tokens.create_token(svc.engine, svc.clock, "bench", "agent")

@@ -129,7 +129,7 @@ def sweep_cost(url: str, components: int, repeat: int) -> None:
 
 
 def detection_delay(url: str, expiries: int, background: int) -> None:
-    from scheduler.process import spawn_scheduler
+    from cli.processes import spawn_scheduler
 
     engine = create_engine(url)
     store = open_store(engine)
@@ -242,7 +242,7 @@ def takeover(url: str, rounds: int) -> None:
 
     import sqlalchemy as sa
 
-    from scheduler.process import spawn_scheduler
+    from cli.processes import spawn_scheduler
 
     engine = create_engine(url)
 

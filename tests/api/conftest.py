@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.app import create_app, services
+from api.services import services
 from api.tokens import create_token
+from cli.main import create_app
 
 
 @pytest.fixture

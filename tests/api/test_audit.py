@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from api.app import services
+from api.services import services
 from eventstore.store import EventStore
 from tests.integration.test_audit_history import at, script_history
 

@@ -8,7 +8,7 @@ import io
 import orjson
 import pytest
 
-from api.app import services
+from api.services import services
 from tests.integration.test_audit_history import script_history
 
 PERIOD = ["--since", "2026-11-27T10:00:00Z", "--until", "2026-11-27T10:45:00Z"]

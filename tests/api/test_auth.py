@@ -1,6 +1,6 @@
 import pytest
 
-from api.app import services
+from api.services import services
 from tests.api.conftest import heartbeat
 
 ENDPOINTS = [

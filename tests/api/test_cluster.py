@@ -3,7 +3,7 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from api.app import services
+from api.services import services
 from domain.state import fold
 from projections.view import cluster_view, live_time
 from tests.api.conftest import fingerprint, heartbeat
@@ -164,7 +164,8 @@ def test_reads_see_every_committed_write_while_another_process_projects(
 ):
     """The runner of another process holds the checkpoint lock: the view must still show what
     was committed before the request."""
-    from api.app import create_app, services
+    from api.services import services
+    from cli.main import create_app
     from eventstore.db import write_connection
     from projections import readmodel
 

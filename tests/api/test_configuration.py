@@ -1,6 +1,6 @@
 import pytest
 
-from api.app import services
+from api.services import services
 
 
 def _put(client, tokens, body, role="admin"):

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import pytest
 
-from api.app import services
+from api.services import services
 from tests.api.conftest import heartbeat
 
 

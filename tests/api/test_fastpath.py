@@ -4,7 +4,7 @@ reaches Flask with its body intact; a commit that fails is a 503 problem that wr
 
 import pytest
 
-from api.app import services
+from api.services import services
 from tests.api.conftest import heartbeat
 
 

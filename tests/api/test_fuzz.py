@@ -15,8 +15,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from api.app import create_app, services
+from api.services import services
 from api.tokens import create_token
+from cli.main import create_app
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@ import uuid
 
 import pytest
 
-from api.app import services
 from api.heartbeats import MAX_REQUEST_ID
+from api.services import services
 from tests.api.conftest import heartbeat
 
 

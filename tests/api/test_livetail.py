@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from api.app import services
 from api.livetail import CATCH_UP_READS, LogTail
+from api.services import services
 from tests.api.conftest import heartbeat
 
 WAIT = 10  # seconds: only ever reached if the follower never delivers

@@ -93,7 +93,7 @@ def test_unknown_paths_and_methods_are_problems(client, tokens):
 
 
 def test_an_unreachable_database_is_503_never_500(tmp_path):
-    from api.app import create_app
+    from cli.main import create_app
 
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/missing-dir/clustermon.db"})
     client = app.test_client()

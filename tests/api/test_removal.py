@@ -1,4 +1,4 @@
-from api.app import services
+from api.services import services
 from tests.api.conftest import heartbeat
 
 

@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 
-from api.app import services
-from api.cli import _record_monitor_gap
+from api.services import services
+from cli.serve import _record_monitor_gap
 from scheduler.sweep import emit_timeouts
 from tests.api.conftest import heartbeat
 

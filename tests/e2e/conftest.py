@@ -33,9 +33,8 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def cli(self, *args: str) -> str:
-        code = "from api.cli import main; main()"
         return subprocess.run(
-            [sys.executable, "-c", code, *args],
+            [sys.executable, "-m", "cli", *args],
             env=self.env,
             check=True,
             capture_output=True,
@@ -43,9 +42,8 @@ class Server:
         ).stdout.strip()
 
     def start(self) -> None:
-        code = "from api.cli import main; main()"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code, "serve"],
+            [sys.executable, "-m", "cli", "serve"],
             env=self.env,
             start_new_session=True,  # its own process group: SIGKILL reaches every worker
             stdout=subprocess.DEVNULL,

@@ -18,8 +18,8 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from api.tokens import create_token
+from cli.processes import spawn_scheduler
 from eventstore import create_engine, utc_now
-from scheduler.process import spawn_scheduler
 from tests.e2e.browser import Agent, call, launch
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -25,7 +25,7 @@ from tests.e2e.conftest import free_port
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-CLUSTERMON = [sys.executable, "-c", "from api.cli import main; main()"]
+CLUSTERMON = [sys.executable, "-m", "cli"]
 FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
 
 

@@ -21,7 +21,7 @@ def test_a_second_server_on_a_taken_port_refuses_to_start_and_the_first_keeps_se
     server.cli("db", "upgrade")
     server.start()
     second = subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "serve"],
+        [sys.executable, "-m", "cli", "serve"],
         env=server.env,
         capture_output=True,
         text=True,

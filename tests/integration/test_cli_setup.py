@@ -14,7 +14,7 @@ MIGRATE = "the database has no clustermon tables: run `clustermon db upgrade`"
 
 
 ROOT = Path(__file__).resolve().parents[2]
-CLUSTERMON = [sys.executable, "-c", "from api.cli import main; main()"]
+CLUSTERMON = [sys.executable, "-m", "cli"]
 FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]  # API.md: every command runs so too
 
 
@@ -52,7 +52,7 @@ def test_a_token_needs_a_name(database_url, name):
 
 
 def test_demo_timeouts_only_on_a_configuration_never_changed(store):
-    from api.cli import _configure_demo
+    from cli.serve import _configure_demo
     from eventstore.commands import ClusterCommands
 
     commands = ClusterCommands(store)

@@ -6,7 +6,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from api.app import create_app, services
+from api.services import services
+from cli.main import create_app
 from domain.state import fold
 from projections.read import current_view
 from projections.tables import snapshots

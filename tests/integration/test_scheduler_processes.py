@@ -17,11 +17,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from cli.processes import spawn_scheduler
 from domain.events import ConfigurationChanged, HeartbeatRecorded
 from eventstore import NewEvent, create_engine, open_store
 from eventstore.commands import ClusterCommands
 from scheduler.leader import LOCK_HOLDER_PARAMS, LOCK_HOLDER_SQL
-from scheduler.process import spawn_scheduler
 
 pytestmark = pytest.mark.slow
 
@@ -242,7 +242,7 @@ def test_a_spawned_scheduler_exits_when_its_parent_is_killed(database_url, tmp_p
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from scheduler.process import spawn_scheduler\n"
+            "from cli.processes import spawn_scheduler\n"
             "child = spawn_scheduler(sys.argv[1], name='child', stdout=open(sys.argv[2], 'wb'),"
             " stderr=open(sys.argv[2], 'wb'))\n"
             "print(child.pid, flush=True)\n"

@@ -8,7 +8,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from api.app import create_app, services
+from api.services import services
+from cli.main import create_app
 from domain.state import fold
 from projections import snapshots
 from projections.tables import snapshots as snapshots_table

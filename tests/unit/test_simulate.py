@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 
-from api.simulate import Scenario, heartbeats
+from cli.simulator import Scenario, heartbeats
 
 NOW = datetime(2026, 11, 27, 10, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""CLI commands of the scheduler side, registered by api/cli.py."""
+"""CLI commands of the scheduler side, registered by cli/main.py."""
 
 import logging
 import os
@@ -24,7 +24,7 @@ commands: list[click.Command] = []
 @click.option("--exit-with-parent", type=int, default=None, hidden=True)
 @with_appcontext
 def scheduler(name: str | None, exit_with_parent: int | None) -> None:
-    from api.app import services
+    from api.services import services
     from scheduler.service import SchedulerService, run_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

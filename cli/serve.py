@@ -1,8 +1,8 @@
-"""The `clustermon` command (also reachable as `flask --app wsgi …`)."""
+"""`clustermon serve` and `clustermon run`: migrate, then serve with gunicorn (and, for run,
+the scheduler and the demo agents as child processes)."""
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import sys
@@ -11,32 +11,12 @@ from importlib.util import find_spec
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import with_appcontext
 
 import migrations
 from api import tokens
-
-
-@click.group("db", help="Database schema.")
-def db_group() -> None:
-    pass
-
-
-@db_group.command("upgrade", help="Apply Alembic migrations to CLUSTERMON_DATABASE_URL.")
-@click.option("--revision", default="head", show_default=True)
-@with_appcontext
-def db_upgrade(revision: str) -> None:
-    migrations.upgrade(current_app.config["DATABASE_URL"], revision)
-    click.echo(f"database at {revision}", err=True)
-
-
-@db_group.command("downgrade", help="Revert migrations (default: to an empty database).")
-@click.option("--revision", default="base", show_default=True)
-@with_appcontext
-def db_downgrade(revision: str) -> None:
-    migrations.downgrade(current_app.config["DATABASE_URL"], revision)
-    click.echo(f"database at {revision}", err=True)
-
+from api.services import services
+from cli.processes import CLUSTERMON, SIMULATOR_TOKEN, spawn_scheduler
 
 # Each worker listens on a socket of its own (SO_REUSEPORT) and Linux spreads new connections
 # across them. On one shared socket whichever worker wakes first accepts, and agents' keep-alive
@@ -125,7 +105,6 @@ def _record_monitor_gap(app: Flask) -> None:
     """Before serving: if the whole service was down, record the gap now, so the components
     whose first heartbeats arrive before the scheduler is back get one full timeout instead of
     a flood of late timeouts (the scheduler will not record the same gap twice)."""
-    from api.app import services
     from scheduler.gaps import resume_after_gap
 
     svc = services(app)
@@ -160,7 +139,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
 
 @click.command("run", help="All-in-one for a laptop: migrate, run the scheduler, serve.")
-# -h and -p as in Flask's own run, which `flask --app wsgi run` replaces (api/flask_run.py).
+# -h and -p as in Flask's own run, which `flask --app wsgi run` replaces (cli/flask_run.py).
 @click.option("-h", "--host", default=None, help="bind address [CLUSTERMON_HOST]")
 @click.option("-p", "--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
 @click.option(
@@ -173,7 +152,6 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 )
 @with_appcontext
 def run(host: str | None, port: int | None, simulated: int) -> None:
-    from api.app import services
 
     app = current_app._get_current_object()
     svc = services(app)
@@ -185,7 +163,6 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     url = f"http://{host}:{port}"
     tokens.revoke_tokens(svc.engine, svc.clock, "laptop-admin")
     admin = tokens.create_token(svc.engine, svc.clock, "laptop-admin", "admin")
-    from scheduler.process import spawn_scheduler
 
     children = [spawn_scheduler(app.config["DATABASE_URL"])]
     demo = ""
@@ -223,7 +200,6 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
 # them: the demo's dead service turns stale within a minute, and a live one would have to miss
 # two beats in a row first.
 DEMO_CONFIGURATION = {"heartbeat_frequency_seconds": 10, "stale_timeout_seconds": 30}
-SIMULATOR_TOKEN = "CLUSTERMON_SIMULATOR_TOKEN"
 
 
 def _configure_demo(commands) -> bool:
@@ -240,142 +216,5 @@ def _spawn(*args: str, env: dict | None = None):
     """Another clustermon command as a child process with the same environment (plus `env`)."""
     import subprocess
 
-    code = "from api.cli import main; main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], env={**os.environ, **(env or {})})
-
-
-@click.command("simulate", help="Play N servers that send heartbeats to a running clustermon.")
-@click.option("--servers", type=click.IntRange(1, 500), default=3, show_default=True)
-@click.option("--url", default=None, help="clustermon base URL [http://HOST:PORT]")
-@click.option(
-    "--token",
-    default=None,
-    envvar=SIMULATOR_TOKEN,
-    help=f"agent token [{SIMULATOR_TOKEN}] (default: create one named simulator)",
-)
-@click.option("--interval", type=float, default=10.0, show_default=True, help="seconds")
-@click.option("--rounds", type=int, default=None, help="stop after this many rounds")
-@click.option("--dead-service", multiple=True, help="server whose service stops after one beat")
-@click.option("--version-drift", multiple=True, help="server reporting an older version")
-@click.option("--key-mismatch", multiple=True, help="server with a different encryption key")
-@with_appcontext
-def simulate(servers, url, token, interval, rounds, dead_service, version_drift, key_mismatch):
-    from api import simulate as sim
-    from api.app import services
-
-    app = current_app._get_current_object()
-    url = url or f"http://{app.config['HOST']}:{app.config['PORT']}"
-    if token is None:
-        svc = services(app)
-        token = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
-    scenario = sim.Scenario(
-        servers, frozenset(dead_service), frozenset(version_drift), frozenset(key_mismatch)
-    )
-    sim.run(url, token, scenario, interval, rounds, echo=lambda m: click.echo(m, err=True))
-
-
-@click.group("token", help="API tokens (only their SHA-256 hash is stored).")
-def token_group() -> None:
-    pass
-
-
-@token_group.command("create", help="Print a new token alone on stdout; it is shown only once.")
-@click.option("--role", type=click.Choice(tokens.ROLES), required=True)
-@click.option(
-    "--name",
-    required=True,
-    callback=lambda _ctx, _param, value: _actor_name(value),
-    help="who uses it; recorded as the actor of its events",
-)
-@with_appcontext
-def token_create(role: str, name: str) -> None:
-    from api.app import services
-
-    svc = services(current_app)
-    click.echo(tokens.create_token(svc.engine, svc.clock, name, role))
-
-
-def _actor_name(value: str) -> str:
-    if not value.strip():
-        raise click.BadParameter("must name who uses the token (it is recorded as the actor)")
-    return value
-
-
-@token_group.command("revoke", help="Revoke every token with this name.")
-@click.option("--name", required=True)
-@with_appcontext
-def token_revoke(name: str) -> None:
-    from api.app import services
-
-    svc = services(current_app)
-    count = tokens.revoke_tokens(svc.engine, svc.clock, name)
-    click.echo(f"revoked {count} token(s) named {name!r}", err=True)
-
-
-def init_app(app: Flask) -> None:
-    from api import cli_audit, cli_projections, cli_scheduler
-
-    for command in [
-        db_group,
-        token_group,
-        serve,
-        run,
-        simulate,
-        *cli_projections.commands,
-        *cli_scheduler.commands,
-        *cli_audit.commands,
-    ]:
-        _explain_missing_tables(command)
-        app.cli.add_command(command)
-
-
-MIGRATE_FIRST = "the database has no clustermon tables: run `clustermon db upgrade`"
-
-
-def _explain_missing_tables(command: click.Command) -> None:
-    """A command run on a database never migrated says so in one line (as `clustermon` or as
-    `flask --app wsgi`), instead of a SQLAlchemy traceback. Once per command: the app factory
-    runs many times in one process."""
-    if isinstance(command, click.Group):
-        for sub in command.commands.values():
-            _explain_missing_tables(sub)
-        return
-    callback = command.callback
-    if callback is None or getattr(callback, "explains_missing_tables", False):
-        return
-
-    @functools.wraps(callback)
-    def explained(*args, **kwargs):
-        try:
-            return callback(*args, **kwargs)
-        except sa.exc.DBAPIError as exc:
-            if _missing_table(exc):
-                raise click.ClickException(MIGRATE_FIRST) from None
-            raise
-
-    explained.explains_missing_tables = True
-    command.callback = explained
-
-
-def main() -> None:
-    if {"serve", "run"} & set(sys.argv[1:2]) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # gunicorn workers are separate processes: /metrics adds up what they write here.
-        # Set before anything imports prometheus_client, which reads it once.
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clustermon-metrics-")
-    from api.app import create_app
-
-    FlaskGroup(
-        name="clustermon",
-        create_app=create_app,
-        add_default_commands=False,
-        add_version_option=False,
-        load_dotenv=False,
-        set_debug_flag=False,
-    )(prog_name="clustermon")
-
-
-def _missing_table(exc: sa.exc.DBAPIError) -> bool:
-    """A database never migrated (PostgreSQL's undefined_table, SQLite's "no such table")."""
-    return getattr(exc.orig, "sqlstate", None) == "42P01" or "no such table" in str(exc.orig)
+    command = [*CLUSTERMON, *args]
+    return subprocess.Popen(command, env={**os.environ, **(env or {})})

@@ -11,6 +11,12 @@ import os
 import subprocess
 import sys
 
+# Another clustermon command, run by the same interpreter and environment.
+CLUSTERMON = [sys.executable, "-m", "cli"]
+# The simulator's agent token goes by the environment: a command line is readable by every
+# local user.
+SIMULATOR_TOKEN = "CLUSTERMON_SIMULATOR_TOKEN"
+
 
 def spawn_scheduler(
     database_url: str,
@@ -25,9 +31,7 @@ def spawn_scheduler(
     if sweep_interval_seconds is not None:
         child_env["CLUSTERMON_SWEEP_INTERVAL_SECONDS"] = str(sweep_interval_seconds)
     command = [
-        sys.executable,
-        "-c",
-        "from api.cli import main; main()",
+        *CLUSTERMON,
         "scheduler",
         "--exit-with-parent",
         str(os.getpid()),

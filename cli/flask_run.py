@@ -26,7 +26,7 @@ def _chosen(parent: click.Context | None) -> click.Command:
         return run_command
     if "clustermon" not in app.extensions:
         return run_command
-    from api.cli import run
+    from cli.serve import run
 
     return run
 

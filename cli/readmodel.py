@@ -1,4 +1,4 @@
-"""CLI commands of the projections side, registered by api/cli.py."""
+"""CLI commands of the projections side, registered by cli/main.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 
 
 def _services():
-    from api.app import services
+    from api.services import services
 
     return services(current_app)
 

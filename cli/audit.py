@@ -1,4 +1,5 @@
-"""CLI commands of the audit side: `audit`, `what-if`, `report`. Registered by api/cli.py."""
+"""CLI commands of the audit side: `audit`, `what-if`, `report`. Registered by
+cli/main.py."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class Time(click.ParamType):
 
 
 def _services():
-    from api.app import services
+    from api.services import services
 
     return services(current_app)
 
