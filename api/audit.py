@@ -17,7 +17,7 @@ from api.query import Blueprint, NoQuery, QueryInteger
 from api.responses import REPORT_FORMATS, AnswerSchema
 from api.schemas import require_component_path
 from api.services import services
-from projections import episodes, explain, report_store, reports, whatif
+from projections.audit import episode_pass, explain, report_store, reports, whatif
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit and reports")
 
@@ -132,7 +132,7 @@ def _horizon(until: datetime) -> datetime:
 @blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def outages(since=None, until=None):
     since, until = _period(since, until)
-    result = episodes.build(services(current_app).store, _horizon(until), since=since)
+    result = episode_pass.build(services(current_app).store, _horizon(until), since=since)
     listing = whatif.listing(result, since, until)
     return {
         "period": {"since": since, "until": until},
@@ -154,7 +154,7 @@ def outages(since=None, until=None):
 @blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
 def failovers(since=None, until=None):
     since, until = _period(since, until)
-    result = episodes.build(services(current_app).store, _horizon(until), since=since)
+    result = episode_pass.build(services(current_app).store, _horizon(until), since=since)
     horizon = result.horizon
     return {
         "period": {"since": since, "until": until},

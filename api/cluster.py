@@ -18,11 +18,12 @@ from api.schemas import (
 )
 from api.services import services
 from domain.decisions import InvalidConfiguration, NotInCluster
-from projections import read, timetravel
-from projections.history import component_history as history
-from projections.rendered import ViewRenderer
-from projections.runner import ProjectionRunner
-from projections.view import live_time
+from projections.audit.history import component_history as history
+from projections.readmodel import current as read
+from projections.readmodel import timetravel
+from projections.readmodel.rendered import ViewRenderer
+from projections.readmodel.runner import ProjectionRunner
+from projections.readmodel.view import live_time
 
 blp = Blueprint("cluster", __name__, url_prefix="/api/v1", description="The cluster view")
 
@@ -30,7 +31,7 @@ _patch = ConfigurationPatchSchema()
 
 
 def _renderer() -> ViewRenderer:
-    """The app's renderer of the current view (projections/rendered.py): it keeps every
+    """The app's renderer of the current view (projections/readmodel/rendered.py): it keeps every
     server's entry serialized and re-evaluates only what changed, so a read of 10,000 servers
     costs milliseconds instead of a full evaluation."""
     extensions = current_app.extensions

@@ -19,7 +19,7 @@ def healthz():
 @blueprint.get("/api/v1/readyz")
 def readyz():
     from api.services import services
-    from projections.runner import ProjectionRunner
+    from projections.readmodel.runner import ProjectionRunner
 
     try:
         lag = ProjectionRunner(services(current_app).store).lag()

@@ -84,7 +84,7 @@ class ProjectionLag:
 
     def collect(self):
         from api.services import services
-        from projections.runner import ProjectionRunner
+        from projections.readmodel.runner import ProjectionRunner
 
         try:
             lag = ProjectionRunner(services(self.app).store).lag()

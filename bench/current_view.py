@@ -38,10 +38,10 @@ from bench.common import T0, scratch_database
 from bench.view_at import PER_COMMIT, copy_heartbeats, percentile
 from domain.events import HeartbeatRecorded
 from eventstore import NewEvent, create_engine, open_store
-from projections import read
-from projections.rendered import ViewRenderer
-from projections.runner import ProjectionRunner
-from projections.view import cluster_view
+from projections.readmodel import current as read
+from projections.readmodel.rendered import ViewRenderer
+from projections.readmodel.runner import ProjectionRunner
+from projections.readmodel.view import cluster_view
 
 
 def _line(name: str, ms: list[float]) -> str:

@@ -23,8 +23,8 @@ from bench.view_at import copy_heartbeats
 from domain.state import ClusterState, apply
 from eventstore import create_engine, open_store
 from eventstore.decoding import recorded as decode_row  # the store's row decoder
-from projections.read import current_state
-from projections.rebuild import rebuild
+from projections.readmodel.current import current_state
+from projections.readmodel.rebuild import rebuild
 
 PAGE = 10_000
 SELECT = (

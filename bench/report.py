@@ -39,8 +39,9 @@ from bench.common import BENCH_URL, libpq, scratch_database
 from domain.events import ComponentRecovered, ComponentTimedOut, HeartbeatRecorded
 from domain.state import fold
 from eventstore import EventStore, create_engine, open_store
-from projections import reports, snapshots, whatif
-from projections.snapshots import take_snapshot
+from projections.audit import reports, whatif
+from projections.readmodel import snapshots
+from projections.readmodel.snapshots import take_snapshot
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 STEP = timedelta(seconds=30)

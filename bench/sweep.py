@@ -162,7 +162,7 @@ def detection_delay(url: str, expiries: int, background: int) -> None:
 
         # Steady state first: the scheduler process also runs the projection catch-up, which
         # has 100,000 components to write into the read tables after a start.
-        from projections.readmodel import read_checkpoint
+        from projections.readmodel.rows import read_checkpoint
 
         head = store.head_position()
         started = time.monotonic()

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from bench.common import T0, libpq, scratch_database
 from domain.state import fold
 from eventstore import create_engine, open_store
-from projections import snapshots
-from projections.timetravel import view_at
+from projections.readmodel import snapshots
+from projections.readmodel.timetravel import view_at
 
 SERVERS = 1_000
 PER_COMMIT = 100

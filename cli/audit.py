@@ -140,11 +140,11 @@ EPISODE_HEADERS = [
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
 @with_appcontext
 def audit(since, until, as_json: bool) -> None:
-    from projections import episodes, whatif
+    from projections.audit import episode_pass, whatif
 
     since, until = _period(since, until)
     with _progress("folding the log") as progress:
-        result = episodes.build(_services().store, until, since=since, progress=progress)
+        result = episode_pass.build(_services().store, until, since=since, progress=progress)
     if as_json:
         click.echo(orjson.dumps(whatif.listing(result, since, until)).decode())
         return
@@ -200,7 +200,7 @@ def audit(since, until, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
 @with_appcontext
 def what_if(stale_timeout, web_timeout, since, until, as_json: bool) -> None:
-    from projections import whatif
+    from projections.audit import whatif
 
     overrides = {}
     if stale_timeout is not None:
@@ -273,7 +273,7 @@ def what_if(stale_timeout, web_timeout, since, until, as_json: bool) -> None:
 @click.option("--save", is_flag=True, help="also store it (as a manual report)")
 @with_appcontext
 def report(since, until, fmt: str, save: bool) -> None:
-    from projections import report_store, reports
+    from projections.audit import report_store, reports
 
     since, until = _period(since, until)
     store = _services().store

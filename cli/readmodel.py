@@ -24,7 +24,7 @@ def _progressbar(store, label: str):
 @click.command("rebuild", help="Re-fold the log from zero into the read tables and swap them in.")
 @with_appcontext
 def rebuild_command() -> None:
-    from projections.rebuild import rebuild
+    from projections.readmodel.rebuild import rebuild
 
     store = _services().store
     with _progressbar(store, "rebuilding") as bar:
@@ -35,7 +35,7 @@ def rebuild_command() -> None:
 @click.command("replay", help="Re-fold the log from zero without writing; print what it found.")
 @with_appcontext
 def replay_command() -> None:
-    from projections.rebuild import replay
+    from projections.readmodel.rebuild import replay
 
     store = _services().store
     with _progressbar(store, "replaying") as bar:
@@ -57,7 +57,7 @@ def _parse_time(_ctx, _param, value: str | None) -> datetime | None:
 @click.option("--position", type=int, default=None, help="the view just after this position")
 @with_appcontext
 def at_command(time: datetime | None, position: int | None) -> None:
-    from projections.timetravel import view_at
+    from projections.readmodel.timetravel import view_at
 
     if time is None and position is None:
         raise click.UsageError("give TIME or --position")
@@ -73,7 +73,7 @@ def at_command(time: datetime | None, position: int | None) -> None:
 @click.option("--every-events", type=int, default=None, help="cadence in events [1000]")
 @with_appcontext
 def snapshot_command(force: bool, every_events: int | None) -> None:
-    from projections import snapshots
+    from projections.readmodel import snapshots
 
     store = _services().store
     kwargs = {"every_events": every_events} if every_events else {}
@@ -88,7 +88,7 @@ def snapshot_command(force: bool, every_events: int | None) -> None:
 @click.command("project", help="Catch the read tables up with the log once; print the lag.")
 @with_appcontext
 def project_command() -> None:
-    from projections.runner import ProjectionRunner
+    from projections.readmodel.runner import ProjectionRunner
 
     runner = ProjectionRunner(_services().store)
     applied = runner.catch_up()

@@ -171,7 +171,8 @@ def choose_references(
 ) -> References:
     """The references from counts of the components they are drawn from (positive counts:
     product -> version -> count, fingerprint -> count). Split from `references` so that a
-    caller keeping the counts up to date (projections/rendered.py) chooses the same way."""
+    caller keeping the counts up to date (projections/readmodel/rendered.py) chooses the same
+    way."""
     versions = {
         # The string itself breaks ties between spellings of one version ("1.0", "1.00"), so
         # the reference never depends on the order the components were read in.

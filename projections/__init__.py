@@ -1,1 +1,2 @@
-"""The read side: the pure cluster-view fold, staleness and sync rules, runners, snapshots."""
+"""The read side: the read model (readmodel/) and the audit (audit/), both folds of the log
+with the one fold of domain/state.py."""

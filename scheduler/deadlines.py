@@ -49,7 +49,7 @@ class DeadlineIndex:
         starting on a long log folds only the tail after it (snapshots hold the same fold's
         state, so the result is the same as folding from zero)."""
         try:
-            from projections import snapshots
+            from projections.readmodel import snapshots
         except ImportError:  # pragma: no cover - the projections side is optional here
             return cls()
         with store.engine.connect() as conn:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.triggers.cron import CronTrigger
 
 from eventstore.store import EventStore
-from projections import report_store
+from projections.audit import report_store
 
 log = logging.getLogger("clustermon.reports")
 

@@ -8,10 +8,10 @@ Jobs (explicit ids; all `coalesce=True`, `max_instances=1`):
 - `leader-election` every second: standby -> try the lock; leader -> check the lock is still
   held (step down if not) and record liveness.
 - `timeout-sweep` every CLUSTERMON_SWEEP_INTERVAL_SECONDS: `emit_timeouts`.
-- `projection-catch-up` every second, if projections.runner.ProjectionRunner exists.
-- `snapshot` every minute, if projections.snapshots.take_snapshot exists (it decides itself
-  whether a snapshot is due; the cadence is the projections side's business).
-- `reports` every minute, if scheduler.reports_job.run_due_reports exists (issue 6).
+- `projection-catch-up` every second: `ProjectionRunner.catch_up`.
+- `snapshot` every minute: `take_snapshot` (it decides itself whether a snapshot is due; the
+  cadence is the read model's business).
+- `reports` every minute: `run_due_reports`.
 Only the leader runs sweep, catch-up and snapshot jobs.
 """
 
@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 
 from eventstore.clock import Clock
 from eventstore.store import EventStore
-from projections.runner import ProjectionRunner
-from projections.snapshots import take_snapshot
+from projections.readmodel.runner import ProjectionRunner
+from projections.readmodel.snapshots import take_snapshot
 from scheduler.deadlines import DeadlineIndex
 from scheduler.gaps import LIVENESS_EVERY, record_liveness, resume_after_gap
 from scheduler.leader import LeaderLock, leader_lock_for

@@ -78,7 +78,7 @@ def test_report_table_csv_and_save(runner, app):
     assert next(r for r in rows if r["server"] == "b")["uptime_percent"] == "90.0"
     saved = runner.invoke(args=["report", *PERIOD, "--format", "json", "--save"])
     assert saved.exit_code == 0
-    from projections import report_store
+    from projections.audit import report_store
 
     [stored] = report_store.listing(services(app).engine)
     assert stored["requested_by"] == "cli"

@@ -5,7 +5,7 @@ import pytest
 
 from api.services import services
 from domain.state import fold
-from projections.view import cluster_view, live_time
+from projections.readmodel.view import cluster_view, live_time
 from tests.api.conftest import fingerprint, heartbeat
 
 
@@ -167,7 +167,7 @@ def test_reads_see_every_committed_write_while_another_process_projects(
     from api.services import services
     from cli.main import create_app
     from eventstore.db import write_connection
-    from projections import readmodel
+    from projections.readmodel import rows as readmodel
 
     app = create_app({"DATABASE_URL": pg_database_url, "CLOCK": clock, "TESTING": True})
     client, tokens = app.test_client(), tokens_for_url(app)

@@ -14,8 +14,8 @@ from domain.events import (
 )
 from eventstore import EventStore, NewEvent
 from eventstore.tables import events
-from projections import read
-from projections.tables import VIEW, checkpoints, cluster, components, servers, snapshots
+from projections.readmodel import current as read
+from projections.readmodel.tables import VIEW, checkpoints, cluster, components, servers, snapshots
 
 
 def beat(store: EventStore, server="srv1", component="service", **fields) -> NewEvent:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from domain.events import HeartbeatRecorded
 from eventstore.commands import ClusterCommands
 from eventstore.store import NewEvent
-from projections import episodes, report_store, reports, whatif
+from projections.audit import episode_pass, report_store, reports, whatif
 from scheduler.deadlines import DeadlineIndex
 from scheduler.sweep import emit_timeouts
 
@@ -95,7 +95,7 @@ def script_history(store, clock) -> Script:
 
 def test_component_episodes_follow_the_recorded_timeouts(store, clock):
     script_history(store, clock)
-    result = episodes.build(store, at(45))
+    result = episode_pass.build(store, at(45))
     listed = [
         (e.server, e.component, e.cause, e.start, e.end, e.detector, e.timeout_seconds)
         for e in result.episodes
@@ -114,7 +114,7 @@ def test_component_episodes_follow_the_recorded_timeouts(store, clock):
 
 def test_failover_versus_cluster_outage(store, clock):
     script_history(store, clock)
-    result = episodes.build(store, at(45))
+    result = episode_pass.build(store, at(45))
     assert [(f.episode.server, f.episode.start, f.taken_over_by) for f in result.failovers] == [
         ("a", at(15), [("b", "service")]),
         ("a", at(35), [("b", "service")]),
@@ -127,7 +127,7 @@ def test_failover_versus_cluster_outage(store, clock):
 
 def test_a_cluster_outage_still_going_on_is_open(store, clock):
     script_history(store, clock)
-    result = episodes.build(store, at(38))
+    result = episode_pass.build(store, at(38))
     [outage] = result.cluster_outages
     assert outage.end is None
     assert outage.seconds(at(38)) == 150
@@ -246,14 +246,14 @@ def _more_history(s: Script) -> None:
 
 
 def test_a_report_started_from_any_snapshot_equals_the_full_pass(store, clock):
-    from projections.snapshots import take_snapshot
+    from projections.readmodel.snapshots import take_snapshot
 
     s = script_history(store, clock)
     _more_history(s)
     full = {}
     sinces = [5, 12, 16, 22.5, 33, 36, 38, 41, 47, 52, 54, 58]
     for since in sinces:
-        result = episodes.build(store, at(60), track_sync=True)
+        result = episode_pass.build(store, at(60), track_sync=True)
         full[since] = reports.summarize(result, at(since), at(60))
     # snapshots every 7 events: each period starts its pass from a different one
     take_snapshot(store, every_events=7, every_seconds=None)

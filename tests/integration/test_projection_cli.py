@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from api.services import services
 from cli.main import create_app
 from domain.state import fold
-from projections.read import current_view
-from projections.tables import snapshots
-from projections.view import cluster_view
+from projections.readmodel.current import current_view
+from projections.readmodel.tables import snapshots
+from projections.readmodel.view import cluster_view
 from tests.integration import projection_support as ps
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from domain.state import fold
 from eventstore import create_engine, open_store
-from projections.read import current_view
-from projections.runner import ProjectionRunner
-from projections.view import cluster_view
+from projections.readmodel.current import current_view
+from projections.readmodel.runner import ProjectionRunner
+from projections.readmodel.view import cluster_view
 from tests.integration import projection_support as ps
 
 WORKERS = 3

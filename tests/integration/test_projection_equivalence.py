@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.state import fold
-from projections import snapshots
-from projections.read import current_state, current_view
-from projections.rebuild import rebuild
-from projections.runner import ProjectionRunner
-from projections.timetravel import view_at
-from projections.view import cluster_view
+from projections.readmodel import snapshots
+from projections.readmodel.current import current_state, current_view
+from projections.readmodel.rebuild import rebuild
+from projections.readmodel.runner import ProjectionRunner
+from projections.readmodel.timetravel import view_at
+from projections.readmodel.view import cluster_view
 from tests.integration import projection_support as ps
 
 SERVERS = st.sampled_from(["a", "b"])

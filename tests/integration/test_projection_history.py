@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from projections.history import component_history
+from projections.audit.history import component_history
 from tests.integration import projection_support as ps
 
 

@@ -12,11 +12,12 @@ import sqlalchemy as sa
 
 from domain.state import fold
 from eventstore import create_engine, open_store
-from projections import read, readmodel
-from projections.read import current_state, current_view
-from projections.rebuild import rebuild, replay
-from projections.runner import ProjectionRunner
-from projections.view import cluster_view
+from projections.readmodel import current as read
+from projections.readmodel import rows as readmodel
+from projections.readmodel.current import current_state, current_view
+from projections.readmodel.rebuild import rebuild, replay
+from projections.readmodel.runner import ProjectionRunner
+from projections.readmodel.view import cluster_view
 from tests.integration import projection_support as ps
 
 

@@ -130,7 +130,8 @@ def test_the_apscheduler_jobs_have_explicit_ids_and_coalesce(store, clock, servi
 
 
 def test_only_the_leader_runs_the_projection_and_snapshot_jobs(store, clock, services):
-    from projections import readmodel, snapshots
+    from projections.readmodel import rows as readmodel
+    from projections.readmodel import snapshots
 
     leader, standby = services("A"), services("B")
     assert leader.elect() is True

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from api.services import services
 from cli.main import create_app
 from domain.state import fold
-from projections import snapshots
-from projections.tables import snapshots as snapshots_table
-from projections.timetravel import state_at, view_at
-from projections.view import cluster_view
+from projections.readmodel import snapshots
+from projections.readmodel.tables import snapshots as snapshots_table
+from projections.readmodel.timetravel import state_at, view_at
+from projections.readmodel.view import cluster_view
 from tests.integration import projection_support as ps
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from projections.episodes import EpisodeBuilder, Result
+from projections.audit.episodes import EpisodeBuilder, Result
 from tests.unit.projection_helpers import KEY_B, T0, Log
 
 

@@ -122,7 +122,7 @@ def test_snapshot_encoding_round_trips_and_reads_the_old_format():
 
     import orjson
 
-    from projections import snapshots
+    from projections.readmodel import snapshots
 
     log = Log()
     log.heartbeat("srv1", "web", message="hi", ip="10.0.0.1")

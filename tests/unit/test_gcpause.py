@@ -1,7 +1,7 @@
 import gc
 import threading
 
-from projections.gcpause import collector_paused
+from projections.readmodel.gcpause import collector_paused
 
 
 def test_the_collector_is_paused_inside_and_enabled_again_by_the_last_one_out():

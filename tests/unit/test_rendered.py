@@ -1,4 +1,4 @@
-"""The incrementally kept view (projections/rendered.py) serves exactly `cluster_view`.
+"""The incrementally kept view (projections/readmodel/rendered.py) serves exactly `cluster_view`.
 
 One renderer follows a random history — heartbeats, removals, timeouts, recoveries,
 configuration changes, monitor gaps, folded onto shared (copy-on-write) or fresh states — and is
@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from domain.durations import duration_span, format_duration
 from domain.state import ClusterState, fold
-from projections import rendered
-from projections.read import copy_on_write_fold
-from projections.rendered import ViewRenderer
-from projections.view import cluster_view
+from projections.readmodel import rendered
+from projections.readmodel.current import copy_on_write_fold
+from projections.readmodel.rendered import ViewRenderer
+from projections.readmodel.view import cluster_view
 from tests.unit.projection_helpers import T0, Log
 
 SERVERS = st.sampled_from(["a", "b", "c"])

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from projections import reports
-from projections.episodes import EpisodeBuilder
+from projections.audit import reports
+from projections.audit.episodes import EpisodeBuilder
 from scheduler.reports_job import cron_trigger, last_period
 from tests.unit.projection_helpers import T0, Log
 

@@ -103,7 +103,7 @@ def test_stale_web_reason_says_when_it_last_served_and_why_that_may_be_fine():
 
 
 def _component_view(log, server="srv1", component="service", now=None):
-    from projections.view import cluster_view
+    from projections.readmodel.view import cluster_view
 
     view = cluster_view(fold(log.events), now or log.now)
     (srv,) = [s for s in view["servers"] if s["name"] == server]
@@ -146,7 +146,7 @@ def test_an_error_shows_even_when_the_heartbeat_is_current_and_worst_wins():
 
 
 def test_server_health_is_the_worst_of_its_components_with_prefixed_reasons():
-    from projections.view import cluster_view
+    from projections.readmodel.view import cluster_view
 
     log = Log()
     log.heartbeat(component="web", status="warning")
@@ -160,7 +160,7 @@ def test_server_health_is_the_worst_of_its_components_with_prefixed_reasons():
 
 
 def _servers(log, now=None):
-    from projections.view import cluster_view
+    from projections.readmodel.view import cluster_view
 
     return {s["name"]: s for s in cluster_view(fold(log.events), now or log.now)["servers"]}
 

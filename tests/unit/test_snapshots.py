@@ -7,7 +7,7 @@ from datetime import timedelta
 import orjson
 
 from domain.state import fold
-from projections import snapshots
+from projections.readmodel import snapshots
 from tests.unit.projection_helpers import T0, Log
 
 

@@ -343,7 +343,7 @@ def test_a_long_lived_index_agrees_with_the_rules_over_a_random_history(store, c
 
 
 def test_an_index_started_from_a_snapshot_emits_what_a_full_fold_emits(store, clock):
-    from projections.snapshots import take_snapshot
+    from projections.readmodel.snapshots import take_snapshot
 
     start = clock.now
     for n in range(5):

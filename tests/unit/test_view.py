@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from domain.state import ClusterState, fold
-from projections.view import cluster_view
+from projections.readmodel.view import cluster_view
 from tests.unit.projection_helpers import T0, Log
 
 

@@ -38,8 +38,8 @@ import orjson
 from domain import rules
 from domain.durations import duration_span
 from domain.state import ClusterState, ServerState
-from projections.read import changed_servers
-from projections.view import Judge, header, server_entry
+from projections.readmodel.current import changed_servers
+from projections.readmodel.view import Judge, header, server_entry
 
 _SLOT, _SLOT_FORMAT = b'"age_seconds":0.0', b'"age_seconds":%de-3'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -26,7 +26,7 @@ from domain.events import (
 from domain.state import Configuration, fold
 from eventstore.decoding import RecordedEvent
 from eventstore.store import EventStore
-from projections.episodes import TIMEOUT_SETTING
+from projections.audit.episodes import TIMEOUT_SETTING
 
 LIST_LIMIT = 20  # most recent removals / recoveries / timeouts listed
 _EPSILON = timedelta(microseconds=1)  # the store's `until` is exclusive; T itself is included

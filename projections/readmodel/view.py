@@ -5,7 +5,7 @@ common case — a current, ok, verified component — is evaluated inline; anyth
 through the rules in rules.py, which define the semantics. tests/unit/test_view.py checks the
 two against each other on random states.
 
-The pieces (`Judge.beat`, `server_entry`) are shared with projections/rendered.py, which keeps
+The pieces (`Judge.beat`, `server_entry`) are shared with rendered.py, which keeps
 the serialized view of each server and re-evaluates only what changed.
 """
 
@@ -127,7 +127,7 @@ def live_time(state: ClusterState, now: datetime) -> datetime:
     """The time the current view is evaluated at: the whole second of `now` (one rendering
     serves every request of that second), or, when the newest event folded was recorded later
     than that, its recorded_at rounded up to the whole millisecond (the renderer's fast path:
-    projections/rendered.py). The view at `as_of.time` is then the fold of the events recorded
+    rendered.py). The view at `as_of.time` is then the fold of the events recorded
     at or before it, as `?at=` computes it (up to commits in flight at that moment): an event
     recorded earlier in this second is never shown with a negative age, nor left out of the
     view of its own time."""

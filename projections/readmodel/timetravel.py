@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from domain.state import ClusterState, fold
 from eventstore.store import EventStore
-from projections import snapshots
-from projections.gcpause import collector_paused
-from projections.tables import snapshots as snapshots_table
-from projections.view import cluster_view
+from projections.readmodel import snapshots
+from projections.readmodel.gcpause import collector_paused
+from projections.readmodel.tables import snapshots as snapshots_table
+from projections.readmodel.view import cluster_view
 
 _SHORT_TAIL = 10 * snapshots.EVERY_EVENTS
 

@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 
 from domain.state import ClusterState, ComponentState, Configuration, ServerState, _utc
-from projections.tables import VIEW, checkpoints, cluster, components, servers
+from projections.readmodel.tables import VIEW, checkpoints, cluster, components, servers
 
 _CHUNK = 400  # keys per DELETE … IN (…): well below SQLite's bound-parameter limit
 

@@ -2,7 +2,7 @@
 beside the ones that did happen, so an operator can tune the timeout before changing it.
 
 One pass over the log feeds two builders: the actual one (recorded timeouts and recoveries)
-and a simulated one with the overridden settings pinned (see projections/episodes.py).
+and a simulated one with the overridden settings pinned (see projections/audit/episodes.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from eventstore.store import EventStore
-from projections.episodes import EpisodeBuilder, Result
+from projections.audit.episodes import EpisodeBuilder, Result
 
 
 def replay(

@@ -20,8 +20,8 @@ from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.listener import Listener
 from eventstore.store import EventStore
-from projections import readmodel
-from projections.tables import VIEW, checkpoints
+from projections.readmodel import rows as readmodel
+from projections.readmodel.tables import VIEW, checkpoints
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from domain.state import ClusterState, ComponentState, Configuration, ServerState, apply
 from eventstore.store import EventStore
-from projections.tables import snapshots
+from projections.readmodel.tables import snapshots
 
 EVERY_EVENTS = 500
 EVERY_SECONDS = 600

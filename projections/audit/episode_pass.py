@@ -1,4 +1,4 @@
-"""Start an episode pass from a snapshot instead of the beginning of the log.
+"""An episode pass over the log (`build`), from its beginning or from a snapshot.
 
 A report over [since, until) only needs the episodes that overlap it, so the pass can start at
 the newest snapshot taken before `since`. The snapshot holds the folded `ClusterState`; what the
@@ -17,13 +17,14 @@ losing the snapshots only makes reports slower.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from domain.events import ComponentRemoved, ComponentTimedOut, component_stream
 from eventstore.decoding import RecordedEvent
 from eventstore.store import EventStore
-from projections import snapshots
-from projections.episodes import TIMEOUT_SETTING, Episode, EpisodeBuilder, _Track
+from projections.audit.episodes import TIMEOUT_SETTING, Episode, EpisodeBuilder, Result, _Track
+from projections.readmodel import snapshots
 
 
 def seeded_builder(
@@ -143,3 +144,34 @@ def seeded_builder(
 
 def _version_at(changes: list[RecordedEvent], position: int) -> int:
     return sum(1 for r in changes if r.position < position)
+
+
+def build(
+    store: EventStore,
+    horizon: datetime,
+    *,
+    since: datetime | None = None,
+    up_to: int | None = None,
+    overrides: Mapping[str, int] | None = None,
+    track_sync: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Result:
+    """Episodes from every event recorded before `horizon` (and at or below `up_to`).
+
+    With `since` (and no overrides) only the episodes overlapping [since, horizon) are sure to
+    be complete: the pass starts at the newest snapshot before `since` (seeded_builder)."""
+    if since is not None and overrides is None:
+        builder = seeded_builder(store, since, up_to=up_to, track_sync=track_sync)
+    else:
+        builder = EpisodeBuilder(overrides, track_sync=track_sync)
+    feed = builder.feed
+    count = 0
+    for recorded in store.iter_all(after=builder.state.position, up_to=up_to, until=horizon):
+        feed(recorded)
+        count += 1
+        if progress is not None and count == 10_000:
+            progress(count)
+            count = 0
+    if progress is not None and count:
+        progress(count)
+    return builder.finish(horizon)

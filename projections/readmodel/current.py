@@ -20,9 +20,9 @@ import sqlalchemy as sa
 
 from domain.state import ClusterState, ServerState, apply
 from eventstore import open_store
-from projections import readmodel
-from projections.tables import VIEW, checkpoints
-from projections.view import cluster_view
+from projections.readmodel import rows as readmodel
+from projections.readmodel.tables import VIEW, checkpoints
+from projections.readmodel.view import cluster_view
 
 _cache: weakref.WeakKeyDictionary[sa.Engine, tuple[tuple[int, int], ClusterState]] = (
     weakref.WeakKeyDictionary()
@@ -72,8 +72,8 @@ def copy_on_write_fold(old: ClusterState, events) -> ClusterState:
 
 
 # The servers each recent copy-on-write fold touched, so a reader that keeps something per
-# server (projections/rendered.py) follows a new state without comparing 10,000 servers. The
-# entries hold the states themselves, so an id seen here is never reused while it is listed.
+# server (rendered.py) follows a new state without comparing 10,000 servers. The entries hold
+# the states themselves, so an id seen here is never reused while it is listed.
 _lineage: deque[tuple[ClusterState, ClusterState, frozenset[str]]] = deque(maxlen=16)
 _lineage_lock = threading.Lock()
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from domain.durations import format_duration
 from eventstore.store import EventStore
-from projections.episodes import Result, build
+from projections.audit.episode_pass import build
+from projections.audit.episodes import Result
 
 
 def compute(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from eventstore.store import EventStore
 from eventstore.tables import Position, UTCDateTime
-from projections import reports
+from projections.audit import reports
 
 KINDS = ("daily", "weekly", "manual")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.store import EventStore
-from projections import readmodel
+from projections.readmodel import rows as readmodel
 
 Progress = Callable[[int], None]  # called with the number of events folded since last call
 

@@ -47,7 +47,7 @@ from domain.events import (
     MonitorResumed,
 )
 from domain.state import ClusterState, apply
-from eventstore.store import EventStore, RecordedEvent
+from eventstore.store import RecordedEvent
 
 WHAT_IF_DETECTOR = "what-if"
 TIMEOUT_SETTING = {"web": "web_stale_timeout_seconds", "service": "stale_timeout_seconds"}
@@ -514,36 +514,3 @@ def cluster_episodes(
     for o in outages:
         o.episodes.sort(key=lambda e: (e.server, e.start))
     return failovers, outages
-
-
-def build(
-    store: EventStore,
-    horizon: datetime,
-    *,
-    since: datetime | None = None,
-    up_to: int | None = None,
-    overrides: Mapping[str, int] | None = None,
-    track_sync: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> Result:
-    """Episodes from every event recorded before `horizon` (and at or below `up_to`).
-
-    With `since` (and no overrides) only the episodes overlapping [since, horizon) are sure to
-    be complete: the pass starts at the newest snapshot before `since` (episodes_seed.py)."""
-    if since is not None and overrides is None:
-        from projections.episodes_seed import seeded_builder
-
-        builder = seeded_builder(store, since, up_to=up_to, track_sync=track_sync)
-    else:
-        builder = EpisodeBuilder(overrides, track_sync=track_sync)
-    feed = builder.feed
-    count = 0
-    for recorded in store.iter_all(after=builder.state.position, up_to=up_to, until=horizon):
-        feed(recorded)
-        count += 1
-        if progress is not None and count == 10_000:
-            progress(count)
-            count = 0
-    if progress is not None and count:
-        progress(count)
-    return builder.finish(horizon)
