@@ -88,7 +88,8 @@ def asyncio_app():
     from api.heartbeats import compiled_load
     from api.tokens import hash_token
     from domain.events import HeartbeatRecorded
-    from eventstore.store import _PG_APPEND_HEARTBEATS, APPEND_LOCK_KEY, NOTIFY_CHANNEL
+    from eventstore.postgres_heartbeats import _PG_APPEND_HEARTBEATS
+    from eventstore.store import APPEND_LOCK_KEY, NOTIFY_CHANNEL
 
     dsn, digest = os.environ["BENCH_DSN"], os.environ["BENCH_TOKEN_HASH"]
     queue: list = []

@@ -1,13 +1,21 @@
-"""Alembic migrations, one set of scripts for SQLite (batch mode) and PostgreSQL."""
+"""Alembic migrations, one set of scripts for SQLite (batch mode) and PostgreSQL.
 
-import importlib.util
+PostgreSQL's server-side functions have one current source, `eventstore/sql/<function>.sql`.
+A revision that creates or changes a function runs its own frozen copy,
+`versions/sql/<revision>_<function>.sql`, so that it keeps creating the definition of its time
+whatever the current file says later; a downgrade runs the previous revision's copy. To change a
+function: edit its file in eventstore/sql/, copy it to versions/sql/ under the new revision's
+number and write that revision (tests/integration/test_sql_functions.py fails until the head's
+functions are the files' again).
+"""
+
 from pathlib import Path
-from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
+FUNCTIONS = HERE / "versions" / "sql"
 
 
 def alembic_config(url: str) -> Config:
@@ -25,11 +33,10 @@ def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def revision_module(filename: str) -> ModuleType:
-    """The script `versions/<filename>` as a module, for the texts it defines (alembic's version
-    files are not a package): a downgrade restores an earlier revision's function from it."""
-    path = HERE / "versions" / filename
-    spec = importlib.util.spec_from_file_location(f"clustermon_migration_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def function_sql(revision: str, function: str, *, replace: bool = False) -> str:
+    """The statement with which `revision` creates `function` (`versions/sql/`); `replace`: as
+    CREATE OR REPLACE, for a downgrade that puts this definition back over a later one."""
+    text = (FUNCTIONS / f"{revision}_{function}.sql").read_text(encoding="utf-8")
+    if replace and text.startswith("CREATE FUNCTION "):
+        text = "CREATE OR REPLACE FUNCTION " + text.removeprefix("CREATE FUNCTION ")
+    return text

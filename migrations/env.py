@@ -3,7 +3,7 @@ from alembic import context
 from eventstore.db import create_engine
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
+url = config.get_main_option("sqlalchemy.url", "")  # set by migrations.alembic_config
 
 
 def run_migrations() -> None:

@@ -10,10 +10,12 @@ parses the rows once, looks up each component's last event once (version, type, 
 decides staleness from it and inserts unless something is stale. Same signature, same results,
 same lock, stamp, duplicate and NOTIFY rules (0007 explains them): for a stale component it
 returns the 'stale' rows and appends nothing, otherwise one 'recorded' row per stored event.
-A differential test against 0007's function (7,200 random groups, valid and refused, and
-concurrent appenders) found no difference for any rows the store builds. Rows it never builds
-differ: a row without a stream is skipped here where 0007 raised, and a malformed time in a
-row raises here even where 0007 did not read it.
+A differential review against 0007's function (7,200 random groups, valid and refused, and
+concurrent appenders) found no difference for any rows the store builds. Its single-session
+part is kept as a test (tests/integration/test_sql_functions.py: both functions on the same
+random histories and groups, same rows returned, same events stored); the concurrent part is
+not. Rows the store never builds differ: a row without a stream is skipped here where 0007
+raised, and a malformed time in a row raises here even where 0007 did not read it.
 PostgreSQL's CPU per heartbeat (`bench.heartbeat_function`): groups of 100 and 500 0.88x and
 0.77x of 0007's, groups of 9 0.93x, groups of 4 the same; a lone heartbeat 1.07x (a larger plan
 to start for each call), which only a nearly idle server sends (BENCHMARKS.md, "HTTP API",
@@ -22,91 +24,19 @@ session 6).
 
 from alembic import op
 
+from migrations import function_sql
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-APPEND_HEARTBEATS_FUNCTION = """
-CREATE OR REPLACE FUNCTION clustermon_append_heartbeats(
-    serialize boolean, lock_key bigint, channel text, type_ text, schema_version_ smallint,
-    rows_ jsonb, recorded timestamptz, maybe_duplicates uuid[],
-    policy_streams text[], policy_versions integer[]
-) RETURNS TABLE (
-    kind text, event_id uuid, stream text, "position" bigint, version integer,
-    recorded_at timestamptz
-) LANGUAGE plpgsql VOLATILE
-  SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
-#variable_conflict use_column
-DECLARE
-    stamp timestamptz;
-    dups uuid[];
-BEGIN
-    IF serialize THEN
-        PERFORM pg_advisory_xact_lock(lock_key);
-    END IF;
-    RETURN QUERY
-        SELECT 'policy', NULL::uuid, p.s, NULL::bigint, b.v, NULL::timestamptz
-        FROM unnest(policy_streams, policy_versions) AS p(s, x)
-        CROSS JOIN LATERAL (
-            SELECT coalesce(max(e.version), 0) AS v FROM events e WHERE e.stream = p.s
-        ) AS b
-        WHERE b.v <> p.x;
-    IF FOUND THEN
-        RETURN;
-    END IF;
-    dups := ARRAY(SELECT e.event_id FROM events e WHERE e.event_id = ANY(maybe_duplicates));
-    stamp := greatest(recorded,
-                      (SELECT e.recorded_at FROM events e ORDER BY e.position DESC LIMIT 1));
-    RETURN QUERY
-        WITH u AS MATERIALIZED (
-            SELECT (x.r->>0)::uuid AS i, x.r->>1 AS s, x.r->>2 AS d, x.r->>3 AS m,
-                   (x.r->>4)::timestamptz AS o, (x.r->>5)::timestamptz AS cs, x.n
-            FROM jsonb_array_elements(rows_) WITH ORDINALITY AS x(r, n)
-            WHERE NOT (x.r->>0)::uuid = ANY(dups)
-        ), t AS MATERIALIZED (
-            SELECT d.s, l.version, l.type, l.recorded_at
-            FROM (SELECT DISTINCT u.s FROM u) AS d
-            LEFT JOIN LATERAL (
-                SELECT e.version, e.type, e.recorded_at FROM events e
-                WHERE e.stream = d.s ORDER BY e.version DESC LIMIT 1
-            ) AS l ON true
-        ), stale AS MATERIALIZED (
-            SELECT DISTINCT t.s, t.version, t.recorded_at FROM u JOIN t ON t.s = u.s
-            WHERE t.type = 'ComponentTimedOut'
-               OR (t.type = 'HeartbeatRecorded' AND t.recorded_at < u.cs)
-        ), ins AS (
-            INSERT INTO events AS e (event_id, stream, version, type, schema_version, data,
-                                     metadata, occurred_at, recorded_at)
-            SELECT u.i, u.s,
-                   coalesce(t.version, 0) + row_number() OVER (PARTITION BY u.s ORDER BY u.n),
-                   type_, schema_version_, u.d, u.m, coalesce(u.o, stamp), stamp
-            FROM u JOIN t ON t.s = u.s
-            WHERE NOT EXISTS (SELECT FROM stale)
-            ORDER BY u.n
-            RETURNING e.event_id, e.position, e.version, e.recorded_at
-        ), note AS (
-            SELECT pg_notify(channel, max(ins.position)::text) FROM ins HAVING count(*) > 0
-        )
-        SELECT 'stale', NULL::uuid, stale.s::text, NULL::bigint, stale.version, stale.recorded_at
-        FROM stale
-        UNION ALL
-        SELECT 'recorded', ins.event_id, NULL::text, ins.position, ins.version, ins.recorded_at
-        FROM ins LEFT JOIN note ON true;
-END
-$fn$
-"""
-
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(APPEND_HEARTBEATS_FUNCTION)
+        op.execute(function_sql(revision, "clustermon_append_heartbeats"))
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        from migrations import revision_module
-
-        # 0007's definition, read from 0007 itself.
-        text = revision_module("0007_append_current_heartbeats.py").APPEND_HEARTBEATS_FUNCTION
-        op.execute(text.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    if op.get_bind().dialect.name == "postgresql":  # back to 0007's definition
+        op.execute(function_sql("0007", "clustermon_append_heartbeats", replace=True))
