@@ -4,6 +4,7 @@ stored availability reports. Everything here is computed from the log."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 import marshmallow as ma
 from flask import Response, current_app, g, request
@@ -251,6 +252,7 @@ def create_report():
     report = report_store.compute_and_store(
         svc.store, body["since"], body["until"], requested_by=g.principal.name
     )
+    assert report is not None  # only scheduled kinds can find their period stored
     response = _render(report)
     response.status_code = 201
     response.headers["Location"] = f"/api/v1/reports/{report['id']}"
@@ -290,4 +292,4 @@ def _render(report: dict, format: str | None = None) -> Response:
         )
     if format == "html":
         return Response(reports.to_html(report), mimetype="text/html")
-    return current_app.json.response(report)
+    return cast(Response, current_app.json.response(report))  # the app's response_class

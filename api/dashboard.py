@@ -10,6 +10,8 @@ it. Everything the page needs is served from here: no CDN, it works offline.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask, jsonify, make_response, render_template
 
 from api.auth import current_principal
@@ -34,6 +36,7 @@ SETTINGS = (
 
 def _range(name: str) -> tuple[int, int] | None:
     """The accepted range of a numeric setting, from the schema the API validates with."""
+    validator: Any  # a Range for the numeric settings
     for validator in ConfigurationSchema().fields[name].validators:
         if getattr(validator, "min", None) is not None:
             return validator.min, validator.max

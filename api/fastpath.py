@@ -46,6 +46,7 @@ class HeartbeatFastPath:
         items, metadata = self._accepted_input(environ)
         if items is None:
             return self.flask(environ, start_response)
+        assert metadata is not None  # set together with items
         try:
             body = heartbeats.record(self.committer, items, metadata)
             status, headers = "202 ACCEPTED", [("Content-Type", "application/json")]
@@ -66,7 +67,7 @@ class HeartbeatFastPath:
         headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
         return response.status, response.get_data(), headers
 
-    def _accepted_input(self, environ) -> tuple[list[dict] | None, dict | None]:
+    def _accepted_input(self, environ) -> tuple[list[dict], dict] | tuple[None, None]:
         """The loaded heartbeats and their metadata, or (None, None) when Flask must answer.
         A body read here is put back for Flask."""
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
@@ -98,4 +99,4 @@ class HeartbeatFastPath:
 
 
 def init_app(app: Flask) -> None:
-    app.wsgi_app = HeartbeatFastPath(app)
+    app.wsgi_app = HeartbeatFastPath(app)  # type: ignore[method-assign]  # Flask's middleware hook

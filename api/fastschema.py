@@ -22,7 +22,7 @@ import functools
 import ipaddress
 import uuid
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, cast
 
 import marshmallow as ma
 from marshmallow import fields, utils, validate
@@ -149,7 +149,11 @@ def _regexp(validator: validate.Regexp) -> Callable[[Any], None]:
     return check
 
 
-_VALIDATORS = {validate.Length: _length, validate.OneOf: _one_of, validate.Regexp: _regexp}
+_VALIDATORS: dict[type, Callable[[Any], Callable[[Any], None]]] = {
+    validate.Length: _length,
+    validate.OneOf: _one_of,
+    validate.Regexp: _regexp,
+}
 
 
 def _converter(field: fields.Field, skip: Collection[str]) -> Callable[[Any], Any]:
@@ -161,6 +165,7 @@ def _converter(field: fields.Field, skip: Collection[str]) -> Callable[[Any], An
     if kind is fields.UUID:
         return _uuid
     if kind is fields.AwareDateTime or kind is Instant:
+        field = cast(fields.AwareDateTime, field)  # `kind` is that very class
         if field.format not in (None, "iso", "iso8601") or field.default_timezone is not None:
             raise Unsupported(f"AwareDateTime(format={field.format!r}, default_timezone=...)")
         return _aware_datetime if kind is fields.AwareDateTime else _instant
@@ -169,7 +174,7 @@ def _converter(field: fields.Field, skip: Collection[str]) -> Callable[[Any], An
     if kind is HostAddress:
         return _host_address
     if kind is fields.List:
-        inner = _field_loader(field.inner, skip)
+        inner = _field_loader(cast(fields.List, field).inner, skip)
 
         def load_list(value):
             if value.__class__ is not list:
@@ -178,6 +183,7 @@ def _converter(field: fields.Field, skip: Collection[str]) -> Callable[[Any], An
 
         return load_list
     if kind is fields.Nested:
+        field = cast(fields.Nested, field)
         if field.many or field.only or field.exclude or field.unknown is not None:
             raise Unsupported("Nested with many/only/exclude/unknown")
         return _compile(field.schema, skip)

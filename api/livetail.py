@@ -104,6 +104,7 @@ class LogTail:
             while True:
                 self._ensure_follower()  # one that ended by surprise is replaced
                 if self._head is not None:  # set with _base, once the follower read the head
+                    assert self._base is not None  # set together with _head
                     if after < self._base:
                         return None
                     if after < self._head:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import marshmallow as ma
 from flask import Flask, Response, json
@@ -63,7 +64,7 @@ def problem_response(
 def _flatten_locations(messages):
     """webargs nests field errors under their location ({"json": {...}}); clients want fields."""
     if isinstance(messages, dict) and set(messages) <= {"json", "query", "form", "headers"}:
-        flat = {}
+        flat: dict[Any, Any] = {}
         for value in messages.values():
             flat.update(value if isinstance(value, dict) else {"_schema": value})
         return flat

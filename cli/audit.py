@@ -282,6 +282,7 @@ def report(since, until, fmt: str, save: bool) -> None:
             stored = report_store.compute_and_store(
                 store, since, until, requested_by="cli", progress=progress
             )
+            assert stored is not None  # only scheduled kinds can find their period stored
         else:
             position = store.head_position()
             stored = {

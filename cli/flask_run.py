@@ -20,6 +20,8 @@ class _Run(click.Command):
 
 
 def _chosen(parent: click.Context | None) -> click.Command:
+    if parent is None:  # what the AttributeError below would lead to
+        return run_command
     try:
         app = parent.ensure_object(ScriptInfo).load_app()
     except Exception:  # no app, or one that fails to load: Flask's run says why

@@ -123,7 +123,7 @@ def _record_monitor_gap(app: Flask) -> None:
 @click.option("--workers", type=int, default=None, help="worker processes [CLUSTERMON_WORKERS]")
 @with_appcontext
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     _refuse_taken_port(host, port)
@@ -153,7 +153,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 @with_appcontext
 def run(host: str | None, port: int | None, simulated: int) -> None:
 
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     svc = services(app)
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]

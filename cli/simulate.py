@@ -29,7 +29,7 @@ from cli.processes import SIMULATOR_TOKEN
 @with_appcontext
 def simulate(servers, url, token, interval, rounds, dead_service, version_drift, key_mismatch):
 
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     url = url or f"http://{app.config['HOST']}:{app.config['PORT']}"
     if token is None:
         svc = services(app)

@@ -72,6 +72,7 @@ def outage_events(
     elif tail.type == HeartbeatRecorded.type:
         probe = ComponentState(beat.server, beat.component, last_heartbeat_at=tail.recorded_at)
         expiry = rules.deadline(probe, policy.configuration, policy.monitor_resumed_at)
+        assert expiry is not None  # the probe has a last heartbeat
         if now > expiry:
             stale_since = expiry
             out.append(

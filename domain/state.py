@@ -9,6 +9,7 @@ to keep a snapshot.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from domain.events import (
     ComponentRemoved,
     ComponentTimedOut,
     ConfigurationChanged,
+    Event,
     HeartbeatRecorded,
     MonitorResumed,
     RecordedEvent,
@@ -223,7 +225,7 @@ def _monitor_resumed(state: ClusterState, e: MonitorResumed, r: RecordedEvent) -
     state.monitor_resumed_at = e.resumed_at
 
 
-_HANDLERS = {
+_HANDLERS: dict[type[Event], Callable[[ClusterState, Any, RecordedEvent], None]] = {
     HeartbeatRecorded: _heartbeat,
     ConfigurationChanged: _configuration,
     ComponentRemoved: _removed,

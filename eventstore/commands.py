@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 import orjson
@@ -43,6 +43,11 @@ from eventstore.store import (
 )
 from eventstore.tables import UTCDateTime
 from eventstore.tables import events as events_table
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from eventstore.postgres import PostgresEventStore
 
 INGEST_DETECTOR = "ingest"
 # The streams whose events make the policy (the configuration, the monitor's gaps).
@@ -123,7 +128,9 @@ class ClusterCommands:
 
     def policy(self, tails: Mapping[str, Tail]) -> Policy:
         """The policy at the versions of the `cluster` and `monitor` streams in `tails`."""
-        versions = tuple(tails[s].version if s in tails else 0 for s in POLICY_STREAMS)
+        versions = cast(  # one version per stream of POLICY_STREAMS, a pair
+            "tuple[int, int]", tuple(tails[s].version if s in tails else 0 for s in POLICY_STREAMS)
+        )
         cached = self._policy
         if cached is None or cached.versions != versions:
             events = self.store.read_all(0, None, streams=list(POLICY_STREAMS))
@@ -160,10 +167,11 @@ class ClusterCommands:
         if policy is not None and self.store.dialect == "postgresql":
             now = self.store.clock()
             since = decisions.current_since(policy, now)
+            heartbeats: Sequence[Any] = beats  # NewEvents of HeartbeatRecorded: .event.component
             result = postgres_heartbeats.append_current_heartbeats(
-                self.store,
+                cast("PostgresEventStore", self.store),  # the store of the "postgresql" dialect
                 beats,
-                current_since=[since[b.event.component] for b in beats],
+                current_since=[since[b.event.component] for b in heartbeats],
                 policy_versions=dict(zip(POLICY_STREAMS, policy.versions, strict=True)),
                 maybe_duplicates=candidates,
                 recorded_at=now,
@@ -182,7 +190,7 @@ class ClusterCommands:
                 # BEGIN, the lock and the facts in one round trip (a pipeline), the lock held
                 # from then until the commit. The facts statement runs after the lock is
                 # granted, so its snapshot sees every append committed before.
-                driver = conn.connection.driver_connection
+                driver = cast("psycopg.Connection", conn.connection.driver_connection)
                 with driver.pipeline():
                     driver.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
                     facts = driver.execute(_PG_FACTS, (candidates, all_streams))
@@ -256,6 +264,7 @@ class ClusterCommands:
         with self._locked() as conn:
             tail = stream_tails(conn, [stream]).get(stream)
             removal = decisions.removal(server, component, tail)
+            assert tail is not None  # removal() refuses a component without events
             result = self.store.append(
                 [NewEvent(removal, metadata=metadata)],
                 expected_version=tail.version,

@@ -138,6 +138,7 @@ class AutocommitConnections:
                 connection.close()
         pooled = self._engine.raw_connection()
         connection = pooled.driver_connection
+        assert connection is not None  # a checked-out pooled connection has its driver's
         pooled.detach()  # ours from now on: the pool neither counts nor closes it
         connection.autocommit = True
         return connection

@@ -32,7 +32,8 @@ from eventstore.upcasting import decode
 
 def _twin(cls: type) -> type:
     """A mutable class with `cls`'s bases and slots: layout-compatible for `__class__` swaps."""
-    return type(f"_{cls.__name__}Twin", cls.__bases__, {"__slots__": cls.__slots__})
+    slots = cls.__slots__  # type: ignore[attr-defined]  # only called with slotted classes
+    return type(f"_{cls.__name__}Twin", cls.__bases__, {"__slots__": slots})
 
 
 _RecordedTwin = _twin(RecordedEvent)
@@ -50,7 +51,7 @@ def record(
     occurred_at: datetime,
     recorded_at: datetime,
 ) -> RecordedEvent:
-    r = object.__new__(_RecordedTwin)
+    r: Any = object.__new__(_RecordedTwin)  # a twin: its attributes are RecordedEvent's
     r.position = position
     r.event_id = event_id
     r.stream = stream
@@ -74,7 +75,8 @@ def recorded(row: Sequence[Any]) -> RecordedEvent:
 def _through_catalog(row: Sequence[Any], data: dict[str, Any] | None = None) -> RecordedEvent:
     type_, schema_version, text, meta, occurred, stamp = row[4:]
     event = decode(type_, schema_version, _loads(text) if data is None else data)
-    return record(*row[:6], event, _metadata(meta), occurred, stamp)
+    # row[:6] is exactly the six leading fields; mypy cannot count a slice's length.
+    return record(*row[:6], event, _metadata(meta), occurred, stamp)  # type: ignore[call-arg]
 
 
 _loads = orjson.loads
@@ -153,7 +155,7 @@ def _row_decoder(cls: type[Event]) -> Callable[[Sequence[Any]], RecordedEvent] |
         "position", "event_id", "stream", "version", "type", "schema_version", "event",
         "metadata", "occurred_at", "recorded_at",
     ]  # fmt: skip
-    env = {
+    env: dict[str, Any] = {
         "_new": object.__new__,
         "_twin": _twin(cls),
         "_cls": cls,

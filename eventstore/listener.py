@@ -10,10 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from eventstore.store import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +30,8 @@ class Listener:
     RETRY_SECONDS = 30.0
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.conn = None
-        self._url = None
+        self.conn: psycopg.Connection | None = None
+        self._url: str | None = None
         self._retry_at = 0.0
         if engine.dialect.name == "postgresql":
             self._url = engine.url.set(drivername="postgresql").render_as_string(
@@ -38,6 +42,7 @@ class Listener:
     def _connect(self) -> None:
         import psycopg
 
+        assert self._url is not None  # only called on PostgreSQL, where the URL is set
         try:
             self.conn = psycopg.connect(self._url, autocommit=True)
             self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")

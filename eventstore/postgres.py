@@ -11,7 +11,7 @@ column or reader cooperation, and its cost is amortised by batching (one lock pe
 1,000 events; concurrent API requests share one commit). SQLite serialises writers itself
 (`BEGIN IMMEDIATE`, see db.py).
 
-On PostgreSQL the steps run server-side, in functions created by migration 0001: take the lock,
+On PostgreSQL the steps run server-side, in the functions of eventstore/sql/: take the lock,
 skip the event ids already stored, check the expected versions, insert the batch in order and
 queue `NOTIFY clustermon_events, '<last position>'`. Up to 31 events that is one statement
 (`clustermon_append_one` for a single event, `clustermon_append` for more), which our own appends
@@ -20,9 +20,8 @@ the insert and its commit. From 32 events on, `clustermon_prepare_append` does t
 checks and reserves the positions, then the rows go by binary COPY in the same transaction.
 The reasons are speed (BENCHMARKS.md, Event store → Append) and that the checks must run after
 the lock is granted (each statement of those functions takes a fresh snapshot).
-Heartbeat ingest has its own function, `clustermon_append_heartbeats` (migrations 0007 and 0008):
-the same steps, after checking under the lock that no decision is needed
-(`append_current_heartbeats`).
+Heartbeat ingest has its own function, `clustermon_append_heartbeats`: the same steps, after
+checking under the lock that no decision is needed (postgres_heartbeats.py).
 SQLite runs the same steps in Python with SQLAlchemy Core (`_append`).
 
 recorded_at never decreases along positions (time travel and the staleness rules rely on it).
@@ -42,7 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from itertools import cycle
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import orjson
@@ -177,7 +176,7 @@ class PostgresEventStore(EventStore):
         return self._append_postgresql(events, expected_version, connection, stamp)
 
     def _append_postgresql(self, new_events, expected_version, connection, stamp) -> AppendResult:
-        """Small batches: one statement, `clustermon_append` (migrations/versions/0001_events.py)
+        """Small batches: one statement, `clustermon_append` (eventstore/sql/clustermon_append.sql)
         runs the lock, the checks, the insert and the NOTIFY server-side in one round trip; our
         own appends run it in autocommit mode, so that statement is the whole transaction.
         Batches of COPY_BATCH events or more: `clustermon_prepare_append` (lock, checks, positions,
@@ -262,7 +261,7 @@ class PostgresEventStore(EventStore):
             except psycopg.Error as exc:
                 raise sa.exc.DBAPIError.instance(_PG_COPY, None, exc, psycopg.Error) from exc
         pooled = self.engine.raw_connection()
-        driver = pooled.driver_connection
+        driver = cast(psycopg.Connection, pooled.driver_connection)
         try:
             stored = self._prepare_and_copy(driver, fresh, per_row, recorded_at)
             driver.commit()
@@ -355,24 +354,30 @@ class PostgresEventStore(EventStore):
         # The first page on one connection; a second connection and the prefetch thread only
         # when there is more to read (they cost ~3 ms, more than a short read itself).
         with self.engine.connect() as one:
-            cursor: psycopg.Cursor | None = self._execute(
-                one.connection.driver_connection, page(after)
+            first = self._execute(
+                cast(psycopg.Connection, one.connection.driver_connection), page(after)
             )
-            if cursor.rowcount < batch_size:
-                yield from _decoded(cursor)
+            if first.rowcount < batch_size:
+                yield from _decoded(first)
                 return
+            cursor: psycopg.Cursor | None = first
             with (
                 self.engine.connect() as other,
                 ThreadPoolExecutor(1, thread_name_prefix="clustermon-replay") as prefetch,
             ):
                 drivers = cycle(
-                    [other.connection.driver_connection, one.connection.driver_connection]
+                    [
+                        cast(psycopg.Connection, other.connection.driver_connection),
+                        cast(psycopg.Connection, one.connection.driver_connection),
+                    ]
                 )
                 while cursor is not None:
                     pending: Future | None = None
                     if cursor.rowcount == batch_size:
                         cursor.scroll(batch_size - 1, "absolute")
-                        last = cursor.fetchone()[0]
+                        row = cursor.fetchone()
+                        assert row is not None  # the page holds batch_size rows
+                        last = row[0]
                         cursor.scroll(0, "absolute")
                         pending = prefetch.submit(self._execute, next(drivers), page(last))
                     yield from _decoded(cursor)
@@ -382,9 +387,10 @@ class PostgresEventStore(EventStore):
         """The rows of a read. On PostgreSQL straight from the psycopg cursor: SQLAlchemy's
         result rows cost about a fifth of a replay's time, for nothing we use."""
         with self.engine.connect() as conn:
-            return self._execute(conn.connection.driver_connection, query).fetchall()
+            driver = cast(psycopg.Connection, conn.connection.driver_connection)
+            return self._execute(driver, query).fetchall()
 
-    def _execute(self, driver: psycopg.Connection, query: sa.Select) -> psycopg.Cursor:
+    def _execute(self, driver: psycopg.Connection, query: sa.Select) -> psycopg.Cursor[Any]:
         """A binary psycopg cursor holding the whole result of `query`, its transaction ended
         (the rows stay in client memory)."""
         compiled = query.compile(

@@ -1,9 +1,12 @@
+from typing import cast
+
 from alembic import context
 
 from eventstore.db import create_engine
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url", "")  # set by migrations.alembic_config
+# Set by migrations.alembic_config; with a default, never None.
+url = cast(str, config.get_main_option("sqlalchemy.url", ""))
 
 
 def run_migrations() -> None:

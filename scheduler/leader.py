@@ -20,9 +20,12 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ LOCK_HOLDER_SQL = (
 )
 LOCK_HOLDER_PARAMS = {"high": SCHEDULER_LOCK_KEY >> 32, "low": SCHEDULER_LOCK_KEY & 0xFFFFFFFF}
 
-_KEEPALIVES = {
+_KEEPALIVES: dict[str, Any] = {
     "connect_timeout": 3,
     "keepalives": 1,
     "keepalives_idle": 3,
@@ -61,7 +64,7 @@ class PostgresLeaderLock:
         url = sa.make_url(url).set(drivername="postgresql")
         self.conninfo = url.render_as_string(hide_password=False)
         self.key = key
-        self._conn = None
+        self._conn: psycopg.Connection | None = None
 
     def try_acquire(self) -> bool:
         import psycopg

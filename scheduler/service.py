@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
 
 from eventstore.clock import Clock
 from eventstore.store import EventStore
@@ -32,6 +33,9 @@ from scheduler.gaps import LIVENESS_EVERY, record_liveness, resume_after_gap
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.reports_job import run_due_reports
 from scheduler.sweep import default_detector, emit_timeouts
+
+if TYPE_CHECKING:
+    from domain.events import MonitorResumed
 
 log = logging.getLogger("clustermon.scheduler")
 
@@ -57,7 +61,7 @@ class SchedulerService:
         self.leading_since: datetime | None = None
         self._liveness_at: datetime | None = None
         self._mutex = threading.RLock()
-        self._projection_runner = None
+        self._projection_runner: ProjectionRunner | None = None
 
     @property
     def leading(self) -> bool:
@@ -94,7 +98,7 @@ class SchedulerService:
             detector=self.detector,
         )
         if gap is not None:
-            event = gap.event
+            event = cast("MonitorResumed", gap.event)  # what resume_after_gap appends
             log.warning(
                 "%s: the monitor was down from %s to %s; every component gets one full"
                 " timeout from now",

@@ -17,10 +17,16 @@ losing the snapshots only makes reports slower.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import cast
 
-from domain.events import ComponentRemoved, ComponentTimedOut, component_stream
+from domain.events import (
+    ComponentRemoved,
+    ComponentTimedOut,
+    ConfigurationChanged,
+    component_stream,
+)
 from eventstore.decoding import RecordedEvent
 from eventstore.store import EventStore
 from projections.audit.episodes import TIMEOUT_SETTING, Episode, EpisodeBuilder, Result, _Track
@@ -45,7 +51,7 @@ def seeded_builder(
     builder.state = state
     changes = store.read_all(types=["ConfigurationChanged"], up_to=seed, limit=None)
     for r in changes:
-        for name in r.event.changes:
+        for name in cast(ConfigurationChanged, r.event).changes:
             builder.setting_positions[name] = r.position
     builder._timeouts = builder._effective_timeouts()
 
@@ -58,25 +64,31 @@ def seeded_builder(
     probes = {(s, 1) for s in [*present, *gone]}
     probes |= {(s, c.stream_version) for s, c in present.items() if c.timed_out_at is not None}
     probes |= {(s, r.version - 1) for s, r in gone.items()}
-    found = store.by_stream_version(probes)
+    # The store sorts what it is given: a set will do (its annotation asks for a Sequence).
+    found = store.by_stream_version(cast("Sequence[tuple[str, int]]", probes))
     wanted = {
         e.event.last_heartbeat_position
         for e in found.values()
         if isinstance(e.event, ComponentTimedOut) and e.event.last_heartbeat_position
     }
-    beats = store.by_position(wanted)
+    beats = store.by_position(cast("Sequence[int]", wanted))
 
     def setting_position(component: str, before_position: int) -> int | None:
         setting = TIMEOUT_SETTING[component]
         last = None
         for r in changes:
-            if r.position < before_position and setting in r.event.changes:
+            if (
+                r.position < before_position
+                and setting in cast(ConfigurationChanged, r.event).changes
+            ):
                 last = r.position
         return last
 
     def timeout_episode(r: RecordedEvent) -> Episode:
-        e: ComponentTimedOut = r.event
-        beat = beats.get(e.last_heartbeat_position)
+        e = cast(ComponentTimedOut, r.event)
+        beat = (
+            beats.get(e.last_heartbeat_position) if e.last_heartbeat_position is not None else None
+        )
         positions = [r.position]
         if e.last_heartbeat_position is not None:
             positions.insert(0, e.last_heartbeat_position)
@@ -108,7 +120,7 @@ def seeded_builder(
         builder.tracks[(c.server, c.name)] = track
 
     for stream, removal in gone.items():
-        e: ComponentRemoved = removal.event
+        e = cast(ComponentRemoved, removal.event)
         before_removal = found.get((stream, removal.version - 1))
         if before_removal is not None and isinstance(before_removal.event, ComponentTimedOut):
             episode = timeout_episode(before_removal)

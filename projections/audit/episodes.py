@@ -271,7 +271,7 @@ class EpisodeBuilder:
         positions = []
         if track.last_heartbeat_position is not None:
             positions.append(track.last_heartbeat_position)
-        values = {
+        values: dict[str, Any] = {
             "detector": WHAT_IF_DETECTOR if self.simulate else None,
             "timeout_seconds": self._timeouts[key[1]],
             "configuration_version": config.version,
@@ -430,6 +430,7 @@ class EpisodeBuilder:
                 period.end = now
                 period.closed_position = position
         for sk in sorted(out_of_sync - set(self.sync_open)):
+            assert now is not None  # servers out of sync: some event was recorded
             period = SyncPeriod(sk[0], sk[1], now, opened_position=position)
             self.sync_open[sk] = period
             self.sync_periods.append(period)
@@ -492,6 +493,7 @@ def cluster_episodes(
             _, going_down, key, episode = changes[i]
             i += 1
             if going_down:
+                assert episode is not None  # every going-down change has its episode
                 current.discard(key)
                 down[key] = episode
                 going.append(episode)

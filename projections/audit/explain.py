@@ -9,7 +9,7 @@ gives, because a heartbeat resets everything the earlier events of its stream se
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from domain import rules
 from domain.durations import format_duration
@@ -20,6 +20,7 @@ from domain.events import (
     ComponentRemoved,
     ComponentTimedOut,
     ConfigurationChanged,
+    HeartbeatRecorded,
     MonitorResumed,
     component_stream,
 )
@@ -127,7 +128,7 @@ def _position(r: RecordedEvent) -> int:
 def _heartbeat(r: RecordedEvent | None) -> dict[str, Any] | None:
     if r is None:
         return None
-    e = r.event
+    e = cast(HeartbeatRecorded, r.event)
     return {
         "at": r.recorded_at,
         "position": r.position,
@@ -161,22 +162,23 @@ def _monitor_gap(
     if not resumed:
         return None
     r = resumed[-1]
-    if last_beat is not None and r.event.resumed_at <= last_beat.recorded_at:
+    e = cast(MonitorResumed, r.event)
+    if last_beat is not None and e.resumed_at <= last_beat.recorded_at:
         return None  # the gap is older than the last heartbeat: it does not move the deadline
     return {
         **_ref(r),
-        "down_since": r.event.down_since,
-        "resumed_at": r.event.resumed_at,
-        "detector": r.event.detector,
+        "down_since": e.down_since,
+        "resumed_at": e.resumed_at,
+        "detector": e.detector,
     }
 
 
 def _removal(r: RecordedEvent) -> dict[str, Any]:
-    return {**_ref(r), "reason": r.event.reason}
+    return {**_ref(r), "reason": cast(ComponentRemoved, r.event).reason}
 
 
 def _recovery(r: RecordedEvent) -> dict[str, Any]:
-    e = r.event
+    e = cast(ComponentRecovered, r.event)
     return {
         **_ref(r),
         "stale_since": e.stale_since,
@@ -186,7 +188,7 @@ def _recovery(r: RecordedEvent) -> dict[str, Any]:
 
 
 def _timed_out(r: RecordedEvent) -> dict[str, Any]:
-    e = r.event
+    e = cast(ComponentTimedOut, r.event)
     return {
         **_ref(r),
         "expired_at": e.expired_at,

@@ -135,7 +135,9 @@ def component_history(store: EventStore, server: str, component: str) -> list[di
         after = _look(state, server, component, at)
         if before is None and after is None:
             continue  # cluster events before it appeared (or while it was removed)
+        entry: dict[str, Any]
         if after is None:
+            assert before is not None  # both None: skipped above
             entry = {"state": "removed", "health": None, "reasons": []}
             entry.update({k: before[k] for k in ("status", "verification", "product_version")})
         else:

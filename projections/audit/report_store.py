@@ -48,7 +48,7 @@ def compute_and_store(
     stored once per period: returns None when another process stored that period first."""
     position = store.head_position()
     data = reports.compute(store, since, until, up_to=position, progress=progress)
-    row = {
+    row: dict[str, Any] = {
         "kind": kind,
         "period_start": since,
         "period_end": until,

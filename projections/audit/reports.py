@@ -286,13 +286,13 @@ def timeline_svg(data: dict[str, Any]) -> str:
             ' fill="#cfe8cf"/>'
         )
     for ep in data["episodes"]:
-        n = lane_of.get((ep["server"], ep["component"]))
-        if n is None:
+        lane = lane_of.get((ep["server"], ep["component"]))
+        if lane is None:
             continue
         x0, x1 = x(ep["start"]), x(ep["end"])
         color = "#e67e22" if ep["cause"] == "removed" else "#d9534f"
         parts.append(
-            f'<rect x="{x0}" y="{n * lane_h + 3}" width="{max(x1 - x0, 1):.2f}"'
+            f'<rect x="{x0}" y="{lane * lane_h + 3}" width="{max(x1 - x0, 1):.2f}"'
             f' height="{lane_h - 6}" fill="{color}"><title>{e(ep["cause"])}'
             f" {e(_t(ep['start']))} to {e(_t(ep['end'])) or 'ongoing'}</title></rect>"
         )

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left, insort
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from itertools import chain, repeat
 from operator import attrgetter, sub
+from typing import cast
 
 import orjson
 
@@ -82,12 +84,27 @@ class _Entry:
 
     __slots__ = ("b", "high", "last_us", "low", "template", "ties")
 
+    template: bytes
+    b: list[int]  # per age: B of _fast_b (0 for a tie)
+    last_us: list[int]  # per age: the last heartbeat, in microseconds
+    ties: list[int]  # indexes of the ages whose B is None
+    low: int
+    high: int
+
 
 class _Chunk:
     """Consecutive servers of the document: their templates joined, with their formatted
     output for the last `now` (`at`), so an unchanged chunk costs nothing within a time."""
 
     __slots__ = ("at", "b", "bounds", "last_us", "out", "template", "ties")
+
+    template: bytes
+    b: list[int]
+    last_us: list[int]
+    ties: list[int]
+    bounds: tuple[int, int]
+    at: int | None
+    out: bytes
 
 
 _CHUNK = 64  # servers per chunk: a change re-joins one chunk, a new time formats them all
@@ -107,7 +124,7 @@ class _Counts:
         self.everyone: tuple[dict, dict] = ({}, {})
         self.current_count = 0
         self._thresholds: list[tuple[int, str, str]] = []
-        self._of: dict[tuple[str, str], tuple[int, object]] = {}
+        self._of: dict[tuple[str, str], tuple[int | None, object]] = {}
 
     @staticmethod
     def _change(counts: tuple[dict, dict], c, step: int) -> None:
@@ -165,7 +182,7 @@ class ViewRenderer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._context = None
+        self._context: tuple[int, int, datetime | None] | None = None
         self._state: ClusterState | None = None
         self._last: tuple[ClusterState, datetime, list[bytes]] | None = None
 
@@ -222,7 +239,7 @@ class ViewRenderer:
         if hint is None:
             changed = [name for name, server in new.items() if old.get(name) is not server]
             added = sum(1 for name in changed if name not in old)
-            gone = old.keys() - new.keys() if len(old) + added != len(new) else ()
+            gone: Collection[str] = old.keys() - new.keys() if len(old) + added != len(new) else ()
         else:
             changed = [name for name in hint if name in new and old.get(name) is not new[name]]
             added = sum(1 for name in changed if name not in old)
@@ -335,8 +352,12 @@ class ViewRenderer:
                     first, last = duration_span(int(age_us / _SECOND))
                     age_low, age_high = _age_us_span(first, last)
                     low, high = max(low, last_us + age_low), min(high, last_us + age_high)
-        entry = server_entry(server, judged, self._refs, self._config, now)
-        b, lasts, ties = [], [], []
+        # _render sets the references before evaluating any entry.
+        refs = cast("rules.References", self._refs)
+        entry = server_entry(server, judged, refs, self._config, now)
+        b: list[int] = []
+        lasts: list[int] = []
+        ties: list[int] = []
         for component, (c, _) in zip(entry["components"], judged, strict=True):
             if c.last_heartbeat_at is not None:  # else "age_seconds" stays null
                 component["heartbeat"]["age_seconds"] = 0.0  # the slot, found below

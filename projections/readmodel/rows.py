@@ -27,7 +27,8 @@ def ensure_checkpoint(conn: sa.Connection) -> None:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        # mypy wants one type per name; both dialects' insert have on_conflict_do_nothing.
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     conn.execute(insert(checkpoints).values(name=VIEW).on_conflict_do_nothing())
 
 

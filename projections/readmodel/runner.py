@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from typing import cast
 
 import sqlalchemy as sa
 
+from domain.events import _ComponentEvent
 from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.listener import Listener
@@ -101,7 +103,9 @@ class ProjectionRunner:
                     # cluster row is rewritten with every batch anyway).
                     component = getattr(recorded.event, "component", None)
                     if component is not None:
-                        dirty.add((recorded.event.server, component))
+                        # An event with a component is a component event: it names its server.
+                        event = cast("_ComponentEvent", recorded.event)
+                        dirty.add((event.server, component))
                 readmodel.write_changes(
                     conn, state, dirty, applied=len(batch), now=self.store.clock()
                 )

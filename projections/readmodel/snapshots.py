@@ -77,7 +77,9 @@ def decode(blob: bytes) -> ClusterState:
         # Components beaten in one commit share their stamps: each distinct text parsed once.
         # (Sharing one datetime between components is safe: datetimes are immutable.)
         texts = columns[i]
-        parsed = {text: datetime.fromisoformat(text) for text in set(texts) if text is not None}
+        parsed: dict[str | None, datetime | None] = {
+            text: datetime.fromisoformat(text) for text in set(texts) if text is not None
+        }
         parsed[None] = None
         columns[i] = list(map(parsed.__getitem__, texts))
     for c in map(ComponentState, *columns):
@@ -126,7 +128,8 @@ def _insert(engine: sa.Engine, state: ClusterState, taken_at) -> None:
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        # mypy wants one type per name; both dialects' insert have on_conflict_do_nothing.
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     row = {
         "position": state.position,
         "recorded_at": state.recorded_at,
@@ -163,7 +166,9 @@ def take_snapshot(
     state = ClusterState()
     if last is not None:
         with engine.connect() as conn:
-            state = decode(latest(conn, last.position).state)
+            snap = latest(conn, last.position)
+            assert snap is not None  # the snapshot `last` names
+            state = decode(snap.state)
     written = None
     since_report = 0
     for recorded in store.iter_all(after=last_position, up_to=head):

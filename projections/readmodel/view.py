@@ -75,6 +75,7 @@ def server_entry(
             and component.status == "ok"
             and component.verification == "verified"
         ):
+            reasons: list[str]
             health, reasons = "ok", []
         else:
             beat = rules.Heartbeat(beat_state, last, age, stale_since, expiry)
