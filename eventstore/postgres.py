@@ -162,20 +162,7 @@ class PostgresEventStore(EventStore):
         # Only the ordering test turns this off, to show what goes wrong without it.
         self._serialize = serialize_appends
 
-    def append(
-        self,
-        events: Sequence[NewEvent],
-        *,
-        expected_version: int | Mapping[str, int] | None = None,
-        connection: sa.Connection | None = None,
-        recorded_at: datetime | None = None,
-    ) -> AppendResult:
-        if not events:
-            return AppendResult([], [])
-        stamp = self.clock() if recorded_at is None else recorded_at
-        return self._append_postgresql(events, expected_version, connection, stamp)
-
-    def _append_postgresql(self, new_events, expected_version, connection, stamp) -> AppendResult:
+    def _append_stamped(self, new_events, expected_version, connection, stamp) -> AppendResult:
         """Small batches: one statement, `clustermon_append` (eventstore/sql/clustermon_append.sql)
         runs the lock, the checks, the insert and the NOTIFY server-side in one round trip; our
         own appends run it in autocommit mode, so that statement is the whole transaction.

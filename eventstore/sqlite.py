@@ -6,8 +6,7 @@ earlier append, and the stamp is raised to the last event's recorded_at.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 
 import orjson
 import sqlalchemy as sa
@@ -18,7 +17,6 @@ from eventstore.store import (
     AppendResult,
     ConcurrencyError,
     EventStore,
-    NewEvent,
     _expected_by_stream,
 )
 from eventstore.tables import events as events_table
@@ -27,17 +25,7 @@ from eventstore.tables import events as events_table
 class SQLiteEventStore(EventStore):
     dialect = "sqlite"
 
-    def append(
-        self,
-        events: Sequence[NewEvent],
-        *,
-        expected_version: int | Mapping[str, int] | None = None,
-        connection: sa.Connection | None = None,
-        recorded_at: datetime | None = None,
-    ) -> AppendResult:
-        if not events:
-            return AppendResult([], [])
-        stamp = self.clock() if recorded_at is None else recorded_at
+    def _append_stamped(self, events, expected_version, connection, stamp) -> AppendResult:
         if connection is not None:
             return self._append(connection, events, expected_version, stamp)
         with write_connection(self.engine) as conn, conn.begin():

@@ -18,7 +18,7 @@ Guarantees every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -126,6 +126,19 @@ class EventStore:
         so recorded_at never decreases along positions. The returned events carry the stamp
         stored.
         """
+        if not events:
+            return AppendResult([], [])
+        stamp = self.clock() if recorded_at is None else recorded_at
+        return self._append_stamped(events, expected_version, connection, stamp)
+
+    def _append_stamped(
+        self,
+        events: Sequence[NewEvent],
+        expected_version: int | Mapping[str, int] | None,
+        connection: sa.Connection | None,
+        stamp: datetime,
+    ) -> AppendResult:
+        """The database's append of a non-empty batch, stamped `stamp` (before raising)."""
         raise NotImplementedError
 
     def _stream_versions(self, conn: sa.Connection, streams: Sequence[str]) -> dict[str, int]:
@@ -216,7 +229,7 @@ class EventStore:
         rows = self._rows(query)
         return recorded(rows[0]) if rows else None
 
-    def by_position(self, positions: Sequence[int]) -> dict[int, RecordedEvent]:
+    def by_position(self, positions: Iterable[int]) -> dict[int, RecordedEvent]:
         """The events at these positions (those that exist)."""
         c, out = events_table.c, {}
         positions = sorted(positions)
@@ -227,7 +240,7 @@ class EventStore:
         return out
 
     def by_stream_version(
-        self, pairs: Sequence[tuple[str, int]]
+        self, pairs: Iterable[tuple[str, int]]
     ) -> dict[tuple[str, int], RecordedEvent]:
         """The events with these (stream, version) pairs (those that exist)."""
         c, out = events_table.c, {}
@@ -244,10 +257,14 @@ class EventStore:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(self.last_position_at_query(at, inclusive))).scalar() or 0
 
-    def oldest_recorded_at(self, after: int = 0) -> datetime | None:
+    def oldest_recorded_at(
+        self, after: int = 0, connection: sa.Connection | None = None
+    ) -> datetime | None:
         """The recorded_at of the first event after position `after`."""
         c = events_table.c
         query = sa.select(c.recorded_at).where(c.position > after).order_by(c.position).limit(1)
+        if connection is not None:
+            return connection.execute(query).scalar()
         with self.engine.connect() as conn:
             return conn.execute(query).scalar()
 

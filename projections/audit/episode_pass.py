@@ -17,7 +17,7 @@ losing the snapshots only makes reports slower.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import cast
 
@@ -65,13 +65,13 @@ def seeded_builder(
     probes |= {(s, c.stream_version) for s, c in present.items() if c.timed_out_at is not None}
     probes |= {(s, r.version - 1) for s, r in gone.items()}
     # The store sorts what it is given: a set will do (its annotation asks for a Sequence).
-    found = store.by_stream_version(cast("Sequence[tuple[str, int]]", probes))
+    found = store.by_stream_version(probes)
     wanted = {
         e.event.last_heartbeat_position
         for e in found.values()
         if isinstance(e.event, ComponentTimedOut) and e.event.last_heartbeat_position
     }
-    beats = store.by_position(cast("Sequence[int]", wanted))
+    beats = store.by_position(wanted)
 
     def setting_position(component: str, before_position: int) -> int | None:
         setting = TIMEOUT_SETTING[component]

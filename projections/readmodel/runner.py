@@ -121,9 +121,9 @@ class ProjectionRunner:
         event has been waiting (by the store's clock; 0.0 when up to date)."""
         with self.engine.connect() as conn:
             checkpoint = readmodel.read_checkpoint(conn)
-        position = checkpoint.position if checkpoint else 0
-        head = self.store.head_position()
-        oldest = self.store.oldest_recorded_at(after=position)
+            position = checkpoint.position if checkpoint else 0
+            head = self.store.head_position(conn)
+            oldest = self.store.oldest_recorded_at(after=position, connection=conn)
         seconds = 0.0
         if oldest is not None:
             seconds = max(0.0, (self.store.clock() - oldest).total_seconds())

@@ -30,24 +30,11 @@ from hypothesis import strategies as st
 
 import migrations
 from eventstore import create_engine
-from tests.conftest import PG_ADMIN_URL, _libpq
+from tests.conftest import _libpq, scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 CURRENT = ROOT / "eventstore" / "sql"
 FROZEN = ROOT / "migrations" / "versions" / "sql"
-
-
-@contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    """A brand-new, empty database beside the test one; dropped on exit."""
-    name = f"clustermon_sqlfn_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def new_database(postgres_url) -> Iterator[Callable[[], str]]:
     """Makes empty databases for one test (postgres_url: skips, or fails under CI, like every
     PostgreSQL test)."""
     with contextlib.ExitStack() as stack:
-        yield lambda: stack.enter_context(scratch_database())
+        yield lambda: stack.enter_context(scratch_database("clustermon_sqlfn"))
 
 
 def functions(url: str) -> dict[str, str]:
@@ -227,7 +214,7 @@ def answer(conn: psycopg.Connection, function: str, params: tuple) -> tuple:
 @pytest.fixture(scope="module")
 def both_functions(postgres_url) -> Iterator[psycopg.Connection]:
     """A database at the head with 0007's function beside today's, under another name."""
-    with scratch_database() as url:
+    with scratch_database("clustermon_sqlfn") as url:
         migrations.upgrade(url)
         old = migrations.function_sql("0007", "clustermon_append_heartbeats")
         with psycopg.connect(_libpq(url)) as conn:
