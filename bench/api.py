@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,7 +56,14 @@ from bench.common import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CLI = [sys.executable, "-m", "cli"]
+
+def clustermon_of(code: Path) -> list[str]:
+    """The `clustermon` command of the tree in `code`, by its own console-script entry (trees
+    differ in where it lives: api.cli before the cli/ package)."""
+    with open(code / "pyproject.toml", "rb") as f:
+        module, function = tomllib.load(f)["project"]["scripts"]["clustermon"].split(":")
+    return [sys.executable, "-c", f"from {module} import {function}; {function}()"]
+
 
 BEAT = {
     "component": "service",
@@ -248,9 +256,11 @@ def serving(
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         }
 
+        clustermon = clustermon_of(Path(code))
+
         def cli(*args: str) -> str:
             done = subprocess.run(
-                [*CLI, *args], env=env, cwd=code, capture_output=True, text=True, check=True
+                [*clustermon, *args], env=env, cwd=code, capture_output=True, text=True, check=True
             )
             return done.stdout.strip()
 
@@ -262,7 +272,11 @@ def serving(
         agent = cli("token", "create", "--role", "agent", "--name", "bench")
         viewer = cli("token", "create", "--role", "viewer", "--name", "bench-viewer")
         server = subprocess.Popen(
-            [*CLI, "serve"], env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*clustermon, "serve"],
+            env=env,
+            cwd=code,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             url = f"http://127.0.0.1:{port}"
