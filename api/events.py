@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -19,6 +20,8 @@ from api.schemas import MAX_POSITION, EventsQuerySchema, StreamQuerySchema
 from api.services import services
 from domain.events import component_stream
 from eventstore.store import RecordedEvent
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("events", __name__, url_prefix="/api/v1", description="The event log")
 
@@ -103,6 +106,28 @@ def _tail(app) -> LogTail:
 _tail_lock = threading.Lock()
 
 
+class StillValid:
+    """For a long stream: is the token that opened it still valid? Asked again every `every`
+    seconds, the verifier's cache period, so a revoked token's stream ends within about twice
+    that, not at the stream's 5-minute end. A database that cannot answer ends no stream."""
+
+    def __init__(self, app):
+        self.verifier = app.extensions["clustermon_tokens"]
+        self.token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        self.every = self.verifier.ttl
+        self.next_check = time.monotonic() + self.every
+        self.valid = True
+
+    def __call__(self) -> bool:
+        if self.valid and time.monotonic() >= self.next_check:
+            try:
+                self.valid = self.verifier.verify(self.token) is not None
+            except Exception:  # the database's outage is not the token's
+                log.warning("live stream: the token could not be checked again", exc_info=True)
+            self.next_check = time.monotonic() + self.every
+        return self.valid
+
+
 @blp.route("/events/stream", methods=["GET"])
 @blp.doc(responses={"200": EVENT_STREAM})
 @blp.doc(
@@ -147,33 +172,36 @@ def stream_events(after=None):
             kind="unavailable",
             headers={"Retry-After": "30"},
         )
+    still_valid = StillValid(current_app)
 
     def generate(after: int):
-        try:
-            with tail.subscribed():
-                yield opening
-                ends = time.monotonic() + limit_seconds
-                last_sent = time.monotonic()
-                while (now := time.monotonic()) < ends:
-                    if now - last_sent >= KEEP_ALIVE_SECONDS:
-                        yield b": keep-alive\n\n"
-                        last_sent = now
-                    wait = min(ends, last_sent + KEEP_ALIVE_SECONDS) - now
-                    frames = tail.frames_after(after, wait)
-                    if frames is None:  # older than the tail holds: from the store
-                        frames = tail.frames_from_store(after)
-                        if not frames:  # the log holds less than the tail (restored?): no spin
-                            time.sleep(tail.poll_seconds)
-                    for position, frame in frames:
-                        yield frame
-                        after = position
-                    if frames:
-                        last_sent = time.monotonic()
-        finally:
-            slots.release()
+        with tail.subscribed():
+            yield opening
+            ends = time.monotonic() + limit_seconds
+            last_sent = time.monotonic()
+            while (now := time.monotonic()) < ends and still_valid():
+                if now - last_sent >= KEEP_ALIVE_SECONDS:
+                    yield b": keep-alive\n\n"
+                    last_sent = now
+                wait = min(ends, last_sent + KEEP_ALIVE_SECONDS, now + still_valid.every) - now
+                frames = tail.frames_after(after, wait)
+                if frames is None:  # older than the tail holds: from the store
+                    frames = tail.frames_from_store(after)
+                    if not frames:  # the log holds less than the tail (restored?): no spin
+                        time.sleep(tail.poll_seconds)
+                for position, frame in frames:
+                    yield frame
+                    after = position
+                if frames:
+                    last_sent = time.monotonic()
 
-    return Response(
+    response = Response(
         stream_with_context(generate(after)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    # The slot goes back when the server closes the response, whatever became of it: a HEAD
+    # request or a client gone before the first byte never starts the generator, so a
+    # `finally` in it would never run and every such request would keep a slot for good.
+    response.call_on_close(slots.release)
+    return response

@@ -1,9 +1,11 @@
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from api.services import services
+from api.tokens import revoke_tokens
 from tests.api.conftest import heartbeat
 
 
@@ -129,6 +131,41 @@ def test_live_streams_never_take_every_worker_thread(app, client, tokens):
     again = client.get("/api/v1/events/stream", headers=tokens["viewer"])
     again.close()
     assert again.status_code == 200
+
+
+def test_head_requests_and_unread_streams_give_their_slots_back(app, client, tokens):
+    # A HEAD never runs the stream's body, nor does a response closed before its first byte:
+    # each used to keep its slot for good, and a few `curl -I` switched streams off for all.
+    app.config["THREADS"] = 2  # one stream slot
+    for _ in range(5):
+        head = client.head("/api/v1/events/stream", headers=tokens["viewer"])
+        head.close()
+        assert head.status_code == 200
+        unread = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+        unread.close()
+        assert unread.status_code == 200
+    app.config["SSE_MAX_SECONDS"] = 0.05
+    again = client.get("/api/v1/events/stream", headers=tokens["viewer"])
+    again.close()
+    assert again.status_code == 200
+
+
+def test_a_revoked_tokens_stream_ends_within_the_cache_period(app, client, tokens):
+    svc = services(app)
+    app.extensions["clustermon_tokens"].ttl = 0.05  # the cache period, shortened for the test
+    app.config["SSE_MAX_SECONDS"] = 30
+    stream = client.get("/api/v1/events/stream", headers=tokens["viewer"], buffered=False)
+    try:
+        chunks = iter(stream.response)
+        next(chunks)  # the stream is open
+        revoke_tokens(svc.engine, svc.clock, "viewer-1")
+        started = time.monotonic()
+        list(chunks)  # read until the stream ends
+        assert time.monotonic() - started < 10, "the stream of a revoked token stayed open"
+    finally:
+        stream.close()
+    refused = client.get("/api/v1/events/stream", headers=tokens["viewer"])
+    assert refused.status_code == 401
 
 
 def _ids(chunks) -> list[int]:
