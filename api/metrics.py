@@ -69,8 +69,17 @@ def on_commit(accepted: int, duplicates: int, events: int, seconds: float) -> No
     APPEND_EVENTS.observe(events)
 
 
+# The methods a label may name. Anything else a client invents counts as "other": each label
+# value is a time series of its own, kept in every worker's file, so a label that takes what
+# clients send grows /metrics without bound (3,300 invented methods: 41 KB -> 5.4 MB, issue 17).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def count_request(method: str, endpoint: str, status: int, started: float | None) -> None:
-    """One answered request; `started` is its time.perf_counter() on arrival, if known."""
+    """One answered request; `started` is its time.perf_counter() on arrival, if known.
+    `endpoint` must be a route's rule (a bounded set), never the requested path."""
+    if method not in METHODS:
+        method = "other"
     REQUESTS.labels(method, endpoint, status).inc()
     if started is not None:
         LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)

@@ -1,3 +1,5 @@
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.api.conftest import heartbeat
 
 
@@ -106,3 +108,26 @@ def test_an_unreachable_database_is_503_never_500(tmp_path):
         assert response.mimetype == "application/problem+json"
         assert response.headers["Retry-After"] == "5"
     assert client.get("/readyz").status_code == 503
+
+
+def test_invented_methods_and_paths_do_not_grow_the_metrics(client):
+    # Each label value is a series of its own: labels taken from what clients send would let
+    # anyone without a token grow /metrics (and every worker's file) without bound.
+    def series() -> set[tuple]:
+        text = client.get("/metrics").get_data(as_text=True)
+        return {
+            (sample.name, tuple(sorted(sample.labels.items())))
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    for n in range(3):  # the series that the first such requests (and scrapes) make
+        client.open(f"/api/v1/cluster/nope{n}", method=f"BREW{n}")
+        client.open(f"/no/such/path/{n}", method="GET")
+        before = series()
+    for n in range(3, 60):
+        client.open(f"/api/v1/cluster/nope{n}", method=f"BREW{n}")
+        client.open(f"/no/such/path/{n}", method="GET")
+    assert series() - before == set()
+    methods = {dict(labels).get("method") for _, labels in before}
+    assert "BREW0" not in methods and "other" in methods
