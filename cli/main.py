@@ -72,13 +72,18 @@ def create_app(test_config: dict | None = None) -> Flask:
     return app
 
 
+MADE_METRICS_DIR = "CLUSTERMON_MADE_METRICS_DIR"
+
+
 def main() -> None:
     if {"serve", "run"} & set(sys.argv[1:2]) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # gunicorn workers are separate processes: /metrics adds up what they write here.
         # Set before anything imports prometheus_client, which reads it once.
         import tempfile
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clustermon-metrics-")
+        folder = tempfile.mkdtemp(prefix="clustermon-metrics-")
+        # Marked as ours: gunicorn removes it on exit (api/gunicorn_config.py).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[MADE_METRICS_DIR] = folder
     FlaskGroup(
         name="clustermon",
         create_app=create_app,

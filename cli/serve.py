@@ -31,7 +31,8 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
     try:
         from gunicorn.app.base import BaseApplication
 
-        from api import server_errors
+        from api import gunicorn_config
+        from api.gathering_worker import GatheringThreadWorker
     except ImportError:  # pragma: no cover - Windows
         from werkzeug.serving import run_simple
 
@@ -42,16 +43,20 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            # gthread, but a thread serves a request only once it has arrived: slow clients
+            # cannot hold every thread (api/gathering_worker.py).
+            self.cfg.set("worker_class", "api.gathering_worker.GatheringThreadWorker")
             self.cfg.set("threads", threads)
             self.cfg.set("accesslog", None)
             self.cfg.set("reuse_port", REUSE_PORT)
-            self.cfg.set("post_worker_init", server_errors.post_worker_init)
+            self.cfg.set("post_worker_init", gunicorn_config.post_worker_init)
+            self.cfg.set("on_exit", gunicorn_config.on_exit)
             self.cfg.set("control_socket_disable", True)  # see _serve_gevent
 
         def load(self):
             return app
 
+    GatheringThreadWorker.max_body = app.config["MAX_CONTENT_LENGTH"]
     Server().run()
 
 
@@ -76,7 +81,7 @@ def _serve_gevent(host: str, port: int, workers: int) -> None:
             f"--workers={workers}",
             f"--bind={host}:{port}",
             *(["--reuse-port"] if REUSE_PORT else []),
-            "--config=python:api.server_errors",  # its post_worker_init hook
+            "--config=python:api.gunicorn_config",  # its server hooks
             # gunicorn 27's management socket is one path per user (~/.gunicorn/gunicorn.ctl),
             # which every other gunicorn of that user takes over; clustermon does not use it.
             "--no-control-socket",

@@ -58,6 +58,12 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError("clustermon serve did not come up within 30 s")
 
+    def stop(self) -> None:
+        """SIGTERM, as an operator stops it, and wait for every process to end."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
+
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
