@@ -6,6 +6,7 @@ import orjson
 from flask import Response, current_app, g, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.auth import require
 from api.fastschema import compile_loader
@@ -39,8 +40,14 @@ def json_body():
     """The request's JSON document, or a 4xx problem (wrong media type, bad JSON)."""
     if not request.is_json:
         raise Problem(415, "send the body as application/json", kind="unsupported-media-type")
+    data = request.get_data(cache=True)
+    if request.content_length is None and len(data) == request.max_content_length:
+        # A chunked body stops at the limit without a word (werkzeug), and the truncated JSON
+        # would be a 400: a byte beyond the limit makes it the 413 it is.
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
     try:
-        return orjson.loads(request.get_data(cache=True))
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}", kind="bad-json") from None
 

@@ -101,3 +101,27 @@ def test_a_malformed_chunked_body_is_a_400_problem_and_records_nothing(server):
     )
     with urllib.request.urlopen(log, timeout=5) as response:
         assert orjson.loads(response.read())["events"] == []
+
+
+@pytest.mark.parametrize("size", [3 * 1024 * 1024, 2 * 1024 * 1024])
+def test_a_chunked_body_beyond_the_limit_is_a_413_problem(server, size):
+    # A chunked body has no Content-Length to refuse up front: it was cut at the 2 MiB limit
+    # and the cut JSON answered 400, as if the agent had sent broken JSON. A body of exactly
+    # the limit is not too large: it is only bad JSON here.
+    server.cli("db", "upgrade")
+    agent = server.cli("token", "create", "--role", "agent", "--name", "agent")
+    server.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    connection.putrequest("POST", "/api/v1/heartbeats")
+    connection.putheader("Authorization", f"Bearer {agent}")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    chunk = b" " * (512 * 1024)
+    for _ in range(size // len(chunk)):
+        connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    connection.send(b"0\r\n\r\n")
+    response = connection.getresponse()
+    assert response.getheader("Content-Type") == "application/problem+json"
+    assert response.status == (413 if size > 2 * 1024 * 1024 else 400)
+    connection.close()
