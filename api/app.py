@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
+import sqlalchemy as sa
 from flask import Flask
 from flask_smorest import Api
 from marshmallow import fields as ma_fields
@@ -53,6 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.from_mapping(test_config)
 
     clock = app.config.get("CLOCK") or utc_now
+    _create_private_sqlite_file(app.config["DATABASE_URL"])
     engine = create_engine(app.config["DATABASE_URL"])
     # gunicorn forks workers from the process that built the app: never share pooled sockets.
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
@@ -102,6 +106,19 @@ def create_app(test_config: dict | None = None) -> Flask:
     docs.init_app(app)
     fastpath.init_app(app)  # last: it wraps the finished app
     return app
+
+
+def _create_private_sqlite_file(url: str) -> None:
+    """A SQLite database clustermon is about to create is its owner's only: the file 0600 (its
+    WAL and shared-memory files take the same mode: SQLite copies it), a folder made for it
+    0700. Made by SQLite itself, they were readable by every local user (umask 022)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # an existing database keeps its mode
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _ip_formats(converter, field, **kwargs) -> dict:

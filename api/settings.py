@@ -31,6 +31,6 @@ def from_environment(instance_path: str) -> dict:
         else:
             settings[name] = type(default)(raw)
     if not settings["DATABASE_URL"]:
-        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        Path(instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)  # see api/app.py
         settings["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'clustermon.db'}"
     return settings

@@ -3,6 +3,7 @@ the scheduler and the demo agents as child processes)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import sys
@@ -16,6 +17,7 @@ from flask.cli import with_appcontext
 import migrations
 from api import tokens
 from api.services import services
+from api.settings import DEFAULTS
 from cli.processes import CLUSTERMON, SIMULATOR_TOKEN, spawn_scheduler
 
 # Each worker listens on a socket of its own (SO_REUSEPORT) and Linux spreads new connections
@@ -122,6 +124,29 @@ def _record_monitor_gap(app: Flask) -> None:
     )
 
 
+def _shown(database_url: str) -> str:
+    """The database URL without its password: terminals are shared and logged."""
+    return sa.make_url(database_url).render_as_string(hide_password=True)
+
+
+def _warn_of_the_default_secret(app: Flask, host: str) -> None:
+    """Reachable from other machines with the development secret: say so. The secret keys
+    what clustermon keeps encrypted (notification channels' URLs), and a default one known to
+    everybody protects nothing."""
+    if app.config["SECRET_KEY"] != DEFAULTS["SECRET_KEY"]:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        click.echo(
+            f"warning: serving on {host} with the development CLUSTERMON_SECRET_KEY; set a "
+            "random one (python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            err=True,
+        )
+
+
 @click.command("serve", help="Migrate, then serve the API and dashboard with gunicorn.")
 @click.option("-h", "--host", default=None, help="bind address [CLUSTERMON_HOST]")
 @click.option("-p", "--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
@@ -135,6 +160,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     migrations.upgrade(app.config["DATABASE_URL"])
     _record_monitor_gap(app)
     click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
+    _warn_of_the_default_secret(app, host)
     workers = workers or app.config["WORKERS"]
     if sa.make_url(app.config["DATABASE_URL"]).get_backend_name() == "postgresql" and find_spec(
         "gevent"
@@ -166,6 +192,7 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     migrations.upgrade(app.config["DATABASE_URL"])
     _record_monitor_gap(app)
     url = f"http://{host}:{port}"
+    _warn_of_the_default_secret(app, host)
     tokens.revoke_tokens(svc.engine, svc.clock, "laptop-admin")
     admin = tokens.create_token(svc.engine, svc.clock, "laptop-admin", "admin")
 
@@ -185,7 +212,7 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
             _spawn(*simulator, "--dead-service", "node02", env={SIMULATOR_TOKEN: agent})
         )
     click.echo(
-        f"\nclustermon is starting on {url}/ (database: {app.config['DATABASE_URL']})\n"
+        f"\nclustermon is starting on {url}/ (database: {_shown(app.config['DATABASE_URL'])})\n"
         f"admin token (shown once): {admin}\n"
         f"dashboard: {url}/  (sign in with the token)\n"
         f"API:  curl -H 'Authorization: Bearer {admin}' {url}/api/v1/cluster\n"
