@@ -41,11 +41,11 @@ def json_body():
     if not request.is_json:
         raise Problem(415, "send the body as application/json", kind="unsupported-media-type")
     data = request.get_data(cache=True)
-    if request.content_length is None and len(data) == request.max_content_length:
-        # A chunked body stops at the limit without a word (werkzeug), and the truncated JSON
-        # would be a 400: a byte beyond the limit makes it the 413 it is.
-        if request.environ["wsgi.input"].read(1):
-            raise RequestEntityTooLarge()
+    # A chunked body stops at the limit without a word (werkzeug), and the truncated JSON would
+    # be a 400: a byte beyond the limit makes it the 413 it is.
+    cut = request.content_length is None and len(data) == request.max_content_length
+    if cut and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
