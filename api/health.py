@@ -1,7 +1,8 @@
 """Liveness and readiness probes (no auth, no cluster data)."""
 
-import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, jsonify
+
+from eventstore.db import is_unavailable
 
 blueprint = Blueprint("health", __name__)
 
@@ -23,7 +24,11 @@ def readyz():
 
     try:
         lag = ProjectionRunner(services(current_app).store).lag()
-    except sa.exc.SQLAlchemyError as exc:
+    except Exception as exc:
+        # Any database error means "not ready" (a missing table too); whether it is worth a
+        # traceback in the log is eventstore.db's call.
+        if not is_unavailable(exc):
+            current_app.logger.exception("readiness check failed")
         return jsonify(status="unavailable", database=exc.__class__.__name__), 503
     ready = lag["events"] <= MAX_READY_LAG_EVENTS
     body = {"status": "ok" if ready else "lagging", "database": "ok", "projection_lag": lag}

@@ -22,6 +22,7 @@ from api.schemas import (
 )
 from api.tokens import Principal
 from domain.events import HeartbeatRecorded
+from eventstore.db import unavailable_reason
 from eventstore.store import ConcurrencyError, NewEvent
 
 blp = Blueprint("heartbeats", __name__, url_prefix="/api/v1", description="Heartbeat ingest")
@@ -171,10 +172,18 @@ def record(committer: GroupCommitter, items: list[dict], metadata: dict) -> byte
         raise Problem(
             422, f"the database refused a value of these heartbeats: {reason}", kind="validation"
         ) from None
-    except (SQLAlchemyError, TimeoutError, ConcurrencyError) as exc:
+    except Exception as exc:
+        # The database away (whichever layer raised it: eventstore.db knows), the commit not
+        # done in time, a conflict: nothing of this request is acknowledged, so the agent
+        # sends it again (with its event_ids, a retry is stored once).
+        reason = unavailable_reason(exc)
+        if reason is None and not isinstance(
+            exc, SQLAlchemyError | TimeoutError | ConcurrencyError
+        ):
+            raise
         raise Problem(
             503,
-            f"not recorded, retry later ({exc.__class__.__name__})",
+            f"not recorded, retry later ({reason or exc.__class__.__name__})",
             kind="unavailable",
             headers={"Retry-After": "1"},
         ) from None

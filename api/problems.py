@@ -8,8 +8,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Flask, Response, json
-from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from eventstore.db import unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +96,23 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def handle_unexpected(error: Exception) -> Response:
+    """Any other exception: a 500, unless it says the database is away (then a 503)."""
+    if unavailable_reason(error) is not None:
+        return handle_database_unavailable(error)
     log.exception("unhandled error", exc_info=error)
     server_error = InternalServerError()
     return problem_response(500, server_error.name, "an unexpected error occurred; it was logged")
 
 
 def handle_database_unavailable(error: Exception) -> Response:
-    log.warning("database unavailable: %s", error.__class__.__name__)
+    """503 + Retry-After: the client's cue to send the same request again later, whichever
+    layer the database's error came from (eventstore.db.unavailable_reason knows them)."""
+    reason = unavailable_reason(error) or "the database cannot be reached"
+    log.warning("database unavailable: %s (%s)", reason, error.__class__.__name__)
     return problem_response(
         503,
         "Service Unavailable",
-        "the database cannot be reached; nothing was recorded, retry later",
+        f"{reason}; nothing was recorded, retry later",
         kind="unavailable",
         headers={"Retry-After": "5"},
     )
@@ -124,7 +131,6 @@ def init_app(app: Flask) -> None:
         from gunicorn.http.errors import ParseException
 
         app.register_error_handler(ParseException, handle_unreadable_body)
-    # Connection-level failures (database down, pool exhausted) are the client's cue to retry.
-    for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
-        app.register_error_handler(error, handle_database_unavailable)
+    # Database-level failures (down, restarting, pool exhausted, lock timeout, disk full) are
+    # told apart from bugs there: the driver's raw errors reach here as well as SQLAlchemy's.
     app.register_error_handler(Exception, handle_unexpected)

@@ -25,9 +25,12 @@ commands: list[click.Command] = []
 @with_appcontext
 def scheduler(name: str | None, exit_with_parent: int | None) -> None:
     from api.services import services
+    from cli.database_wait import wait_for_database
     from scheduler.service import SchedulerService, run_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Its start reads the log (the deadline index): the database must answer first.
+    wait_for_database(current_app.config["DATABASE_URL"])
     shared = services(current_app)
     service = SchedulerService(
         shared.store,

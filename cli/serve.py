@@ -18,6 +18,7 @@ import migrations
 from api import tokens
 from api.services import services
 from api.settings import DEFAULTS
+from cli.database_wait import wait_for_database
 from cli.processes import CLUSTERMON, SIMULATOR_TOKEN, spawn_scheduler
 
 # Each worker listens on a socket of its own (SO_REUSEPORT) and Linux spreads new connections
@@ -157,6 +158,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     _refuse_taken_port(host, port)
+    wait_for_database(app.config["DATABASE_URL"])
     migrations.upgrade(app.config["DATABASE_URL"])
     _record_monitor_gap(app)
     click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
@@ -189,6 +191,7 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     host = host or app.config["HOST"]
     port = port or app.config["PORT"]
     _refuse_taken_port(host, port)
+    wait_for_database(app.config["DATABASE_URL"])
     migrations.upgrade(app.config["DATABASE_URL"])
     _record_monitor_gap(app)
     url = f"http://{host}:{port}"

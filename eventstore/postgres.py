@@ -50,7 +50,7 @@ import sqlalchemy as sa
 
 from domain.events import RecordedEvent
 from eventstore.clock import Clock, utc_now
-from eventstore.db import AutocommitConnections
+from eventstore.db import AutocommitConnections, raw_connection
 from eventstore.decoding import record, recorded
 from eventstore.store import (
     APPEND_LOCK_KEY,
@@ -247,7 +247,7 @@ class PostgresEventStore(EventStore):
                 return self._prepare_and_copy(driver, fresh, per_row, recorded_at)
             except psycopg.Error as exc:
                 raise sa.exc.DBAPIError.instance(_PG_COPY, None, exc, psycopg.Error) from exc
-        pooled = self.engine.raw_connection()
+        pooled = raw_connection(self.engine)
         driver = cast(psycopg.Connection, pooled.driver_connection)
         try:
             stored = self._prepare_and_copy(driver, fresh, per_row, recorded_at)

@@ -1,0 +1,1 @@
+"""Real processes under injected failures: the database cut off, locked, full or late."""
