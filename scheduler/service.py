@@ -17,14 +17,18 @@ Only the leader runs sweep, catch-up and snapshot jobs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from eventstore.clock import Clock
+from eventstore.db import unavailable_reason
 from eventstore.store import EventStore
 from projections.readmodel.runner import ProjectionRunner
 from projections.readmodel.snapshots import take_snapshot
@@ -156,17 +160,61 @@ class SchedulerService:
         return self._projection_runner
 
 
+class DatabaseOutage:
+    """While the database is away every job fails every time it runs, and APScheduler logs
+    each failure with its traceback: a page a second of the same news. Instead, one line when
+    it goes away and one when it is back; the jobs retry on their own schedule meanwhile. Any
+    other error is still raised, for APScheduler to log."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
+        self.monotonic = monotonic
+        self.since: float | None = None
+        self._lock = threading.Lock()
+
+    def guard(self, job: Callable[[], None]) -> Callable[[], None]:
+        @functools.wraps(job)
+        def run() -> None:
+            try:
+                job()
+            except Exception as exc:
+                reason = unavailable_reason(exc)
+                if reason is None:
+                    raise
+                self._went_away(reason)
+            else:
+                self._came_back()
+
+        return run
+
+    def _went_away(self, reason: str) -> None:
+        with self._lock:
+            if self.since is None:
+                self.since = self.monotonic()
+                log.warning("%s: the jobs wait for it and retry on their schedule", reason)
+
+    def _came_back(self) -> None:
+        if self.since is None:  # the usual case, without taking the lock
+            return
+        with self._lock:
+            if self.since is not None:
+                log.warning(
+                    "the database answers again (after %.0f s)", self.monotonic() - self.since
+                )
+                self.since = None
+
+
 def build_scheduler(service: SchedulerService, scheduler=None):
     """Register the jobs on `scheduler` (default: a new BlockingScheduler) and return it."""
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     if scheduler is None:
         scheduler = BlockingScheduler(timezone=UTC)
+    guard = DatabaseOutage().guard
     interval = service.sweep_interval_seconds
     start = datetime.now(UTC)
     common = {"coalesce": True, "max_instances": 1, "replace_existing": True}
     scheduler.add_job(
-        service.election_job,
+        guard(service.election_job),
         "interval",
         seconds=ELECTION_INTERVAL_SECONDS,
         id="leader-election",
@@ -177,7 +225,7 @@ def build_scheduler(service: SchedulerService, scheduler=None):
     # A late sweep is still useful (it catches everything that expired meanwhile), so allow
     # lateness well beyond one interval rather than dropping the run.
     scheduler.add_job(
-        service.sweep_job,
+        guard(service.sweep_job),
         "interval",
         seconds=interval,
         id="timeout-sweep",
@@ -186,7 +234,7 @@ def build_scheduler(service: SchedulerService, scheduler=None):
         **common,
     )
     scheduler.add_job(
-        service.projection_job,
+        guard(service.projection_job),
         "interval",
         seconds=1,
         id="projection-catch-up",
@@ -194,7 +242,7 @@ def build_scheduler(service: SchedulerService, scheduler=None):
         **common,
     )
     scheduler.add_job(
-        service.snapshot_job,
+        guard(service.snapshot_job),
         "interval",
         seconds=60,
         id="snapshot",
@@ -203,7 +251,12 @@ def build_scheduler(service: SchedulerService, scheduler=None):
     )
     # run_due_reports is idempotent and cheap when nothing is due.
     scheduler.add_job(
-        service.reports_job, "interval", minutes=1, id="reports", misfire_grace_time=300, **common
+        guard(service.reports_job),
+        "interval",
+        minutes=1,
+        id="reports",
+        misfire_grace_time=300,
+        **common,
     )
     return scheduler
 

@@ -62,3 +62,26 @@ def test_scheduler_waits_for_postgresql_then_leads(pg_scratch_url, proxy, proces
     proxy.restore()
     wait_until(lambda: ": leading" in scheduler.stderr(), 30, "the scheduler leading")
     assert "Traceback" not in scheduler.stderr()
+
+
+def test_a_leading_scheduler_says_once_that_the_database_went_away(
+    pg_scratch_url, proxy, processes, tmp_path
+):
+    # Every job fails each time it runs while the database is away: that was a traceback per
+    # job per second in the log. Now one line when it goes, one when it is back.
+    proxy.restore()
+    scheduler = Clustermon(proxy.url_for(pg_scratch_url), tmp_path)
+    processes.append(scheduler)
+    scheduler.spawn("scheduler")
+    wait_until(lambda: ": leading" in scheduler.stderr(), 30, "the scheduler leading")
+
+    proxy.cut()
+    wait_until(lambda: "wait for it and retry" in scheduler.stderr(), 20, "the outage line")
+    time.sleep(3)  # three election rounds, three sweeps: none may add a line
+    proxy.restore()
+    wait_until(lambda: "answers again" in scheduler.stderr(), 30, "the recovery line")
+
+    stderr = scheduler.stderr()
+    assert "Traceback" not in stderr, stderr
+    assert stderr.count("wait for it and retry") == 1, stderr
+    assert scheduler.process is not None and scheduler.process.poll() is None
