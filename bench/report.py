@@ -17,7 +17,7 @@ Measured, alternating, `--rounds` times each (median printed):
 - report: `reports.compute(store, start, end)` (the same read, plus episodes, failovers,
   cluster outages and sync periods, then the summary);
 - what-if: `whatif.what_if(...)` with a 600 s timeout (two builders fed by one read).
-Then snapshots are written (the scheduler's default cadence, every 5,000 events) and the report
+Then snapshots are written (the scheduler's default cadence, every 500 events) and the report
 over the last `--tail-hours` is timed beside the time travel of the same range (the newest
 snapshot before it decoded, the range folded): the case of a daily report on a long log.
 """

@@ -150,7 +150,7 @@ def seeded_builder(
         builder.tracks[(e.server, e.component)] = track
 
     if track_sync:
-        builder._evaluate_sync(None)
+        builder.start_sync()
     return builder
 
 

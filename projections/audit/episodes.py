@@ -21,7 +21,8 @@ shared fold (`domain.state.apply`), builds:
   component does start a cluster outage.
 - Optionally (`track_sync=True`, for reports) the periods during which a server's software
   version or encryption key was out of sync, evaluated with the same rules as the view each time
-  something they depend on changes (stamped with the `recorded_at` of that event).
+  something they depend on changes (stamped with the `recorded_at` of that event), kept up to
+  date incrementally by `sync_periods.SyncTracker`.
 
 **What-if mode** (`overrides={"stale_timeout_seconds": 120}`): recorded timeouts and recoveries
 are ignored and episodes are derived from the real heartbeats, removals, configuration changes
@@ -37,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from domain import rules
 from domain.events import (
     ComponentRecovered,
     ComponentRemoved,
@@ -48,8 +48,10 @@ from domain.events import (
 )
 from domain.state import ClusterState, apply
 from eventstore.store import RecordedEvent
+from projections.audit.sync_periods import SyncPeriod, SyncTracker
 
 WHAT_IF_DETECTOR = "what-if"
+COMPONENT_EVENTS = (HeartbeatRecorded, ComponentRemoved, ComponentTimedOut, ComponentRecovered)
 TIMEOUT_SETTING = {"web": "web_stale_timeout_seconds", "service": "stale_timeout_seconds"}
 
 Key = tuple[str, str]  # (server, component)
@@ -158,23 +160,6 @@ class ClusterOutage:
 
 
 @dataclass(slots=True)
-class SyncPeriod:
-    server: str
-    kind: str  # "version" or "key"
-    start: datetime
-    end: datetime | None = None
-    opened_position: int | None = None  # None: already out of sync where the pass began
-    closed_position: int | None = None
-
-    def overlap(self, since: datetime, until: datetime) -> float:
-        start, end = max(self.start, since), min(self.end or until, until)
-        return max(0.0, (end - start).total_seconds())
-
-    def overlaps(self, since: datetime, until: datetime) -> bool:
-        return self.start < until and (self.end is None or self.end > since)
-
-
-@dataclass(slots=True)
 class _Track:
     first_seen: datetime
     last_heartbeat_at: datetime | None = None
@@ -218,8 +203,8 @@ class EpisodeBuilder:
         self.setting_positions: dict[str, int] = {}
         self._timeouts = self._effective_timeouts()
         self.track_sync = track_sync
-        self.sync_open: dict[tuple[str, str], SyncPeriod] = {}
-        self.sync_periods: list[SyncPeriod] = []
+        self.sync = SyncTracker() if track_sync else None
+        self._settled: list[Key] = []  # what-if: components a deadline change timed out
         self._handlers: dict[type, Callable] = {
             HeartbeatRecorded: self._heartbeat,
             ComponentRemoved: self._removed,
@@ -233,13 +218,21 @@ class EpisodeBuilder:
     # --- feeding ------------------------------------------------------------------------------
 
     def feed(self, recorded: RecordedEvent) -> None:
-        handler = self._handlers.get(type(recorded.event))
-        dirty = handler(recorded.event, recorded) if handler is not None else False
+        event = recorded.event
+        handler = self._handlers.get(type(event))
+        dirty = handler(event, recorded) if handler is not None else False
         apply(self.state, recorded)
-        if type(recorded.event) is ConfigurationChanged:
+        if type(event) is ConfigurationChanged:
             self._timeouts = self._effective_timeouts()
-        if dirty and self.track_sync:
-            self._evaluate_sync(recorded)
+        if self.sync is not None:
+            if isinstance(event, COMPONENT_EVENTS):
+                self._count_sync((event.server, event.component))
+            if self._settled:
+                for key in self._settled:
+                    self._count_sync(key)
+                self._settled.clear()
+            if dirty:
+                self._evaluate_sync(recorded)
 
     def feed_all(self, events: Iterable[RecordedEvent]) -> EpisodeBuilder:
         for recorded in events:
@@ -297,6 +290,8 @@ class EpisodeBuilder:
                 if expiry is not None and expiry < before:
                     track.open = self._new_timeout(key, track, expiry)
                     changed = True
+                    if self.sync is not None:
+                        self._settled.append(key)
         return changed
 
     # --- handlers (called before the fold applies the event) ----------------------------------
@@ -409,31 +404,27 @@ class EpisodeBuilder:
 
     # --- sync periods -------------------------------------------------------------------------
 
-    def _current(self) -> set[Key]:
-        return {k for k, t in self.tracks.items() if t.present and t.open is None}
+    def start_sync(self) -> None:
+        """Count the seeded state (episode_pass sets `state` and `tracks` from a snapshot) and
+        open the periods already going on there, with no opening event."""
+        for c in self.state.components():
+            self._count_sync((c.server, c.name))
+        self._evaluate_sync(None)
+
+    def _count_sync(self, key: Key) -> None:
+        assert self.sync is not None
+        track = self.tracks.get(key)
+        current = track is not None and track.present and track.open is None
+        self.sync.update(key, self.state.component(*key), current)
 
     def _evaluate_sync(self, r: RecordedEvent | None) -> None:
-        """`r` None: evaluate the seed state (periods already open have no opening event)."""
-        state = self.state
-        refs = rules.references(state, self._current())
-        now = r.recorded_at if r is not None else state.recorded_at
-        position = r.position if r is not None else None
-        out_of_sync: set[tuple[str, str]] = set()
-        for server in state.servers.values():
-            if rules.version_in_sync(server, refs) is False:
-                out_of_sync.add((server.name, "version"))
-            if rules.key_in_sync(server, refs) is False:
-                out_of_sync.add((server.name, "key"))
-        for sk in list(self.sync_open):
-            if sk not in out_of_sync:
-                period = self.sync_open.pop(sk)
-                period.end = now
-                period.closed_position = position
-        for sk in sorted(out_of_sync - set(self.sync_open)):
-            assert now is not None  # servers out of sync: some event was recorded
-            period = SyncPeriod(sk[0], sk[1], now, opened_position=position)
-            self.sync_open[sk] = period
-            self.sync_periods.append(period)
+        """Stamped with `r` (None: the seed state; periods already open have no opening
+        event)."""
+        assert self.sync is not None
+        if r is None:
+            self.sync.evaluate(self.state, self.state.recorded_at, None)
+        else:
+            self.sync.evaluate(self.state, r.recorded_at, r.position)
 
     # --- the end ------------------------------------------------------------------------------
 
@@ -453,7 +444,7 @@ class EpisodeBuilder:
             episodes=episodes,
             failovers=failovers,
             cluster_outages=outages,
-            sync_periods=list(self.sync_periods),
+            sync_periods=list(self.sync.periods) if self.sync is not None else [],
             first_seen=first_seen,
             present={k for k, t in self.tracks.items() if t.present},
             state=self.state,
