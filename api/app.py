@@ -75,6 +75,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         heartbeats,
         ingest,
         metrics,
+        security_headers,
         tokens,
     )
 
@@ -102,6 +103,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     health.init_app(app)
     dashboard.init_app(app)
     metrics.init_app(app)
+    security_headers.init_app(app)
     health.document(app, api.spec)  # once /metrics is routed too
     docs.init_app(app)
     fastpath.init_app(app)  # last: it wraps the finished app

@@ -22,6 +22,7 @@ from flask import Flask
 
 from api import heartbeats, metrics, problems
 from api.problems import Problem
+from api.security_headers import FOR_DATA
 
 PATH = "/api/v1/heartbeats"
 ENDPOINT = PATH  # the `endpoint` label Flask's metrics give this route (its URL rule)
@@ -52,6 +53,7 @@ class HeartbeatFastPath:
             status, headers = "202 ACCEPTED", [("Content-Type", "application/json")]
         except Exception as exc:  # the body is consumed: this request ends here
             status, body, headers = self._problem(exc)
+        headers += FOR_DATA  # what Flask's answers get from api/security_headers.py
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
         metrics.count_request("POST", ENDPOINT, int(status[:3]), started)

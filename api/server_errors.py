@@ -32,10 +32,13 @@ def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
             "detail": mesg or reason,
         }
     ).encode()
+    from api.security_headers import FOR_DATA
+
+    security = "".join(f"{name}: {value}\r\n" for name, value in FOR_DATA)
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"
-        f"Content-Type: {MEDIA_TYPE}\r\n"
+        f"Content-Type: {MEDIA_TYPE}\r\n{security}"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)

@@ -56,6 +56,8 @@ def test_a_request_gunicorn_cannot_parse_is_answered_as_a_problem(served, case):
     status, headers, body = exchange(served.port, request)
     assert status == expected
     assert headers["content-type"] == "application/problem+json"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert int(headers["content-length"]) == len(body)
     problem = orjson.loads(body)
     assert problem["status"] == expected
