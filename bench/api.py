@@ -254,6 +254,7 @@ def serving(
             "CLUSTERMON_DATABASE_URL": db,
             "CLUSTERMON_PORT": str(port),
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            "CLUSTERMON_NEW_SERVERS_PER_HOUR": "0",  # thousands of agents join at once
         }
 
         clustermon = clustermon_of(Path(code))

@@ -76,7 +76,7 @@ def main() -> None:
     from api.tokens import create_token
 
     with scratch_database(BENCH_URL) as db:
-        app = create_app({"DATABASE_URL": db})
+        app = create_app({"DATABASE_URL": db, "NEW_SERVERS_PER_HOUR": 0})
         svc = services(app)
         token = create_token(svc.engine, svc.clock, "bench", "agent")
         counter = iter(range(10**9))

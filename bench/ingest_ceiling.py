@@ -185,6 +185,7 @@ def main() -> None:
             **os.environ,
             "CLUSTERMON_DATABASE_URL": db,
             "PROMETHEUS_MULTIPROC_DIR": metrics,
+            "CLUSTERMON_NEW_SERVERS_PER_HOUR": "0",  # every agent is new at once
             "BENCH_DSN": libpq(db),
         }
         product = stack.enter_context(load.serving("product", ROOT, port, {}))

@@ -1,4 +1,8 @@
-"""Clients that are slow on purpose, against a real `clustermon serve` on SQLite (threads)."""
+"""Hostile clients: slow on purpose, against a real `clustermon serve` on SQLite (threads).
+
+The other hostile clients of issue 17 are tested where their endpoint is: HEAD on the stream
+and revoked streams in tests/api/test_events.py, invented methods in tests/api/test_meta.py,
+concurrent expensive reads in tests/api/test_limits.py."""
 
 from __future__ import annotations
 
