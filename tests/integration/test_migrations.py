@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 import migrations
 from domain.events import HeartbeatRecorded
@@ -116,3 +117,29 @@ def test_clustermon_db_upgrade_from_the_command_line(empty_url):
     tables, _, revision = schema(empty_url)
     assert "events" in tables
     assert revision == head_revision()
+
+
+def test_processes_that_start_together_migrate_a_new_database_once(empty_url):
+    # Two serve instances (or serve and a scheduler) started at once on a new database: both
+    # ran every migration, and one failed on the tables the other had just made.
+    commands = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cli", "db", "upgrade"],
+            cwd=ROOT,
+            env={**os.environ, "CLUSTERMON_DATABASE_URL": empty_url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    outputs = [command.communicate(timeout=120)[0] for command in commands]
+    config = migrations.alembic_config(empty_url)
+    assert [command.returncode for command in commands] == [0] * 8, outputs
+    engine = create_engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+            assert list(version) == [ScriptDirectory.from_config(config).get_current_head()]
+    finally:
+        engine.dispose()
