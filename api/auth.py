@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import wraps
 
 from flask import current_app, g, request
 
 from api.problems import Problem
+from api.tokens import Principal
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="clustermon"'}
 
@@ -45,3 +47,21 @@ def require(permission: str):
         return wrapper
 
     return decorate
+
+
+def require_servers(principal: Principal, servers: Iterable[str], doing: str) -> None:
+    """A 403 problem naming the servers a bound token may not speak for, if `servers` names
+    any (an unbound token speaks for every server). `doing`: what was refused, for the detail."""
+    outside = principal.outside(servers)
+    if outside:
+        raise Problem(
+            403,
+            f"this token is bound to {_listed(principal.servers or ())} and may not {doing} for"
+            f" {_listed(outside)}; nothing was recorded",
+            kind="forbidden",
+        )
+
+
+def _listed(names: Sequence[str], most: int = 20) -> str:
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"

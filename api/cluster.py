@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app
+from urllib.parse import urlencode
+
+from flask import Response, current_app, request
 from marshmallow import ValidationError
 
 from api.auth import require
@@ -23,7 +25,7 @@ from projections.readmodel import current as read
 from projections.readmodel import timetravel
 from projections.readmodel.rendered import ViewRenderer
 from projections.readmodel.runner import ProjectionRunner
-from projections.readmodel.view import live_time
+from projections.readmodel.view import PageMember, ServerSelection, live_time, page_of
 
 blp = Blueprint("cluster", __name__, url_prefix="/api/v1", description="The cluster view")
 
@@ -47,11 +49,20 @@ def _renderer() -> ViewRenderer:
 @blp.doc(
     summary="The cluster view",
     description="The current view, or with `at` (ISO-8601) / `position` the view as it was "
-    "then: nearest snapshot + fold of the tail, staleness evaluated at that time.",
+    "then: nearest snapshot + fold of the tail, staleness evaluated at that time.\n\n"
+    "For large clusters, `server` filters the servers by name and `limit` / `after` page "
+    "through them in name order (keyset paging: every server shows up on exactly one page). "
+    "With any of the three the answer also has `page`: `server`, `after` and `limit` as given, "
+    "`returned` (servers on this page), `next_after` (the `after` of the next page, null on "
+    "the last) and `next` (the link to it, null on the last). `server_count` is always the "
+    "whole cluster's; the sync checks compare each server with the whole cluster.",
 )
 @blp.alt_response(200, schema=ClusterViewSchema, success=True, description="The cluster view")
-def get_cluster(at=None, position=None):
+def get_cluster(at=None, position=None, server=None, after=None, limit=None):
     svc = services(current_app)
+    selection = None
+    if (server, after, limit) != (None, None, None):
+        selection = ServerSelection(server, after, limit)
     if at is None and position is None:
         # Read-your-writes: everything committed before this request is in the answer.
         head = svc.store.head_position()
@@ -63,13 +74,39 @@ def get_cluster(at=None, position=None):
             tail = svc.store.read_all(state.position, None, up_to=head)
             state = read.copy_on_write_fold(state, tail)
         # The body's pieces as they are (werkzeug sums their lengths for Content-Length).
-        parts = _renderer().render_parts(state, live_time(state, svc.clock()))
+        now = live_time(state, svc.clock())
+        if selection is None:
+            parts = _renderer().render_parts(state, now)
+        else:
+            parts = _renderer().render_page(state, now, selection, _page_member(selection))
         return Response(parts, mimetype="application/json")
     try:
-        return timetravel.view_at(svc.store, at=at, position=position)
+        view = timetravel.view_at(svc.store, at=at, position=position)
     except ValueError as exc:
         field = "at" if at is not None else "position"
         raise Problem(422, str(exc), errors={field: [str(exc)]}, kind="validation") from None
+    return view if selection is None else page_of(view, selection, _page_member(selection))
+
+
+def _page_member(selection: ServerSelection) -> PageMember:
+    """The `page` member of a paged view: the parameters as given and where the next page is
+    (this request's query with `after` moved on: same filter, limit and time)."""
+
+    def page(returned: int, next_after: str | None) -> dict:
+        link = None
+        if next_after is not None:
+            query = {**request.args.to_dict(), "after": next_after}
+            link = f"{request.path}?{urlencode(query)}"
+        return {
+            "server": selection.server,
+            "after": selection.after,
+            "limit": selection.limit,
+            "returned": returned,
+            "next_after": next_after,
+            "next": link,
+        }
+
+    return page
 
 
 @blp.route("/cluster/configuration", methods=["PUT"])

@@ -7,9 +7,11 @@ own work (token, body, validation, events, answer, metrics) costs ~30 us (BENCHM
 API"). This WSGI middleware in front of Flask serves a heartbeat request
 that is valid from end to end — a bearer token of a role that may send heartbeats, a JSON body
 within MAX_CONTENT_LENGTH that the compiled schema accepts — with the view's own functions
-(api/heartbeats.py: the same loader, events, group commit and answer) and the same metrics.
-Everything else goes to Flask untouched (the body it may have read is handed on), and Flask
-words the problem: the only answers of its own are the 202 and the commit's errors.
+(api/heartbeats.py: the same loader, admission, events, group commit and answer) and the same
+metrics. Everything else goes to Flask untouched (the body it may have read is handed on), and
+Flask words the problem: the only answers of its own are the 202, the admission's refusals (a
+server outside the token's binding: 403; too many new servers: 429) and the commit's errors,
+each the problem Flask's error handlers make of it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import time
 import orjson
 from flask import Flask
 
-from api import heartbeats, metrics, problems
+from api import heartbeats, metrics, new_servers, problems
 from api.problems import Problem
 from api.security_headers import FOR_DATA
+from api.tokens import Principal
 
 PATH = "/api/v1/heartbeats"
 ENDPOINT = PATH  # the `endpoint` label Flask's metrics give this route (its URL rule)
@@ -34,6 +37,7 @@ class HeartbeatFastPath:
         self.flask = app.wsgi_app
         self.tokens = app.extensions["clustermon_tokens"]
         self.committer = app.extensions["clustermon_ingest"]
+        self.new_servers = new_servers.of(app)
         self.limit = app.config["MAX_CONTENT_LENGTH"]
 
     def __call__(self, environ, start_response):
@@ -44,11 +48,12 @@ class HeartbeatFastPath:
         ):
             return self.flask(environ, start_response)
         started = time.perf_counter()
-        items, metadata = self._accepted_input(environ)
+        items, principal, metadata = self._accepted_input(environ)
         if items is None:
             return self.flask(environ, start_response)
-        assert metadata is not None  # set together with items
+        assert principal is not None and metadata is not None  # set together with items
         try:
+            heartbeats.admit(principal, items, self.new_servers)
             body = heartbeats.record(self.committer, items, metadata)
             status, headers = "202 ACCEPTED", [("Content-Type", "application/json")]
         except Exception as exc:  # the body is consumed: this request ends here
@@ -69,35 +74,38 @@ class HeartbeatFastPath:
         headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
         return response.status, response.get_data(), headers
 
-    def _accepted_input(self, environ) -> tuple[list[dict], dict] | tuple[None, None]:
-        """The loaded heartbeats and their metadata, or (None, None) when Flask must answer.
-        A body read here is put back for Flask."""
+    def _accepted_input(
+        self, environ
+    ) -> tuple[list[dict], Principal, dict] | tuple[None, None, None]:
+        """The loaded heartbeats, who sent them and their metadata, or (None, None, None) when
+        Flask must answer. A body read here is put back for Flask."""
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
-            return None, None
+            return None, None, None
         if scheme.lower() != "bearer" or mimetype != "application/json":
-            return None, None
+            return None, None, None
         if not 0 < length <= self.limit:
-            return None, None
+            return None, None, None
         try:
             principal = self.tokens.verify(token.strip())
         except Exception:  # the database is away: Flask answers with its problem
-            return None, None
+            return None, None, None
         if principal is None or not principal.may("agent"):
-            return None, None
+            return None, None, None
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)
         try:
             items = heartbeats.compiled_load(orjson.loads(raw))
         except orjson.JSONDecodeError:
-            return None, None
+            return None, None, None
         if items is None:
-            return None, None
+            return None, None, None
         request_id = environ.get("HTTP_X_REQUEST_ID")
-        return items, heartbeats.actor_metadata(principal, environ.get("REMOTE_ADDR"), request_id)
+        metadata = heartbeats.actor_metadata(principal, environ.get("REMOTE_ADDR"), request_id)
+        return items, principal, metadata
 
 
 def init_app(app: Flask) -> None:

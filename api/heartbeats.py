@@ -8,7 +8,8 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from api.auth import require
+from api import new_servers
+from api.auth import require, require_servers
 from api.fastschema import compile_loader
 from api.ids import new_ids
 from api.ingest import GroupCommitter
@@ -116,7 +117,9 @@ def _correlation_id(header: str | None) -> str | None:
     description='One heartbeat object, or `{"heartbeats": [...]}` with 1 to 1,000 of them. '
     "The answer comes after the commit: a 202 means durable. A repeated `event_id` is counted "
     "as a duplicate and not stored again. A batch is all-or-nothing: one invalid heartbeat "
-    "rejects the whole batch with per-item errors.",
+    "rejects the whole batch with per-item errors; so does a server outside the token's "
+    "binding (403, naming the servers), and more servers the cluster never heard of than "
+    "the hourly cap has room for (429 with Retry-After; known servers are never limited).",
     requestBody={
         "required": True,
         "content": {
@@ -135,12 +138,19 @@ def _correlation_id(header: str | None) -> str | None:
 @require("agent")
 @blp.arguments(NoQuery, location="query", as_kwargs=True)
 def post_heartbeats():
-    body = record(
-        current_app.extensions["clustermon_ingest"],
-        load_heartbeats(json_body()),
-        request_metadata(),
-    )
+    items = load_heartbeats(json_body())
+    admit(g.principal, items, new_servers.of(current_app))
+    body = record(current_app.extensions["clustermon_ingest"], items, request_metadata())
     return Response(body, status=202, mimetype="application/json")
+
+
+def admit(principal: Principal, items: list[dict], cap: new_servers.NewServerCap) -> None:
+    """Refuse the whole batch before anything is recorded: 403 if it names a server outside the
+    token's binding, 429 if it brings more new servers than the hour has room for. Shared by
+    the view and api/fastpath.py; for a batch of known servers and an unbound token, no query."""
+    servers = {item["server"] for item in items}
+    require_servers(principal, servers, "send heartbeats")
+    cap.admit(servers)
 
 
 def record(committer: GroupCommitter, items: list[dict], metadata: dict) -> bytes:

@@ -58,11 +58,23 @@ class ServerRowSchema(ma.Schema):
     components = fields.List(fields.Nested(ComponentRowSchema))
 
 
+class ClusterPageSchema(ma.Schema):
+    server = _null(fields.String)
+    after = _null(fields.String)
+    limit = _null(fields.Integer)
+    returned = fields.Integer(metadata={"description": "servers on this page"})
+    next_after = _null(fields.String, metadata={"description": "`after` of the next page"})
+    next = _null(fields.String, metadata={"description": "the next page's link"})
+
+
 class ClusterViewSchema(ma.Schema):
     as_of = fields.Nested(AsOfSchema)
     configuration = fields.Nested(ConfigurationOutSchema)
     server_count = fields.Integer()
     servers = fields.List(fields.Nested(ServerRowSchema))
+    page = fields.Nested(
+        ClusterPageSchema, metadata={"description": "only with `server`, `after` or `limit`"}
+    )
 
 
 class EventSchema(ma.Schema):

@@ -101,6 +101,13 @@ class ConfigurationOutSchema(ConfigurationSchema):
     version = fields.Integer()
 
 
+MAX_PAGE = 1000  # servers per page of GET /cluster
+SERVER_FILTER = validate.Regexp(
+    r"^[A-Za-z0-9._\-*?\[\]!]{1,200}(?!\n)$",
+    error="must be 1-200 letters, digits, '.', '_', '-' or the wildcards *, ? and [...]",
+)
+
+
 class ClusterQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
@@ -108,6 +115,27 @@ class ClusterQuerySchema(ma.Schema):
     at = Instant(metadata={"description": "ISO-8601 time: the view as it was then"})
     position = QueryInteger(
         validate=validate.Range(1, MAX_POSITION), metadata={"description": "log position"}
+    )
+    # Paging and filtering, for large clusters. Without any of the three the answer is the whole
+    # view as always; with one, it also has a `page` member.
+    server = fields.String(
+        validate=SERVER_FILTER,
+        metadata={
+            "description": "only the servers whose name contains this text, or, when it has a"
+            " wildcard (`*`, `?`, `[...]`), matches it as a shell-style pattern (Python fnmatch);"
+            " case-insensitive either way"
+        },
+    )
+    after = fields.String(
+        validate=SERVER_NAME,
+        metadata={
+            "description": "keyset paging: only the servers whose name sorts after this one"
+            " (give the previous page's `page.next_after`, or follow `page.next`)"
+        },
+    )
+    limit = QueryInteger(
+        validate=validate.Range(1, MAX_PAGE),
+        metadata={"description": f"at most this many servers (1-{MAX_PAGE}); default: all"},
     )
 
     @ma.validates_schema

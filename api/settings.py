@@ -17,6 +17,9 @@ DEFAULTS = {
     "THREADS": 8,
     "GEVENT_STREAMS": 200,  # live streams (SSE) per gevent worker
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    # Servers the cluster never heard of that heartbeats may add per hour, cluster-wide
+    # (api/new_servers.py); 0: no cap.
+    "NEW_SERVERS_PER_HOUR": 100,
 }
 
 

@@ -2,16 +2,26 @@
 
 A token is 32 random bytes, so a plain SHA-256 is enough (no password-style stretching is
 needed for a secret nobody chose), and it lets every request be checked with one index lookup.
+
+An agent token may be bound to servers (`servers`: names and shell-style patterns): it then
+speaks for those servers only, so a leaked token cannot mask another server's outage, fake its
+key or version, resurrect its removed components or add servers beyond its binding.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from fnmatch import translate
 
+import orjson
 import sqlalchemy as sa
 
 from eventstore.clock import Clock
@@ -20,6 +30,8 @@ from eventstore.tables import UTCDateTime
 ROLES = ("agent", "viewer", "admin")
 # What each role may do; admin reads everything a viewer reads.
 GRANTS = {"agent": {"agent"}, "viewer": {"viewer"}, "admin": {"viewer", "admin"}}
+# Only agents write per server; viewers and admins act on the whole cluster.
+BINDABLE_ROLES = ("agent",)
 
 tokens_table = sa.Table(
     "api_tokens",
@@ -30,30 +42,102 @@ tokens_table = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    # JSON array of server names and patterns; NULL: not bound (migration 0009).
+    sa.Column("servers", sa.Text(), nullable=True),
 )
+
+# A binding entry: a server name (letters, digits, '.', '_', '-') or a shell-style pattern of
+# them with `*`, `?` and `[...]` (`[!...]` negates), as Python's fnmatch reads it.
+_ENTRY = re.compile(r"[A-Za-z0-9._\-*?\[\]!]{1,200}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")  # api/schemas.py SERVER_NAME
+_WILDCARDS = frozenset("*?[")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
     role: str
+    # The servers this token may speak for (names and patterns), or None: every server.
+    servers: tuple[str, ...] | None = None
 
     def may(self, permission: str) -> bool:
         return permission in GRANTS[self.role]
+
+    def outside(self, servers: Iterable[str]) -> list[str]:
+        """The names among `servers` this token may not speak for, sorted (none if unbound)."""
+        if self.servers is None:
+            return []
+        allowed = _matcher(self.servers)
+        return sorted({name for name in servers if not allowed(name)})
+
+
+@functools.lru_cache(maxsize=1024)
+def _matcher(binding: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a server name is within `binding`: exact names by a set lookup, the patterns by
+    one compiled expression (case-sensitive, like server names: `Web01` is not `web01`)."""
+    names = frozenset(e for e in binding if not _WILDCARDS & set(e))
+    patterns = [translate(e) for e in binding if _WILDCARDS & set(e)]
+    if not patterns:
+        return names.__contains__
+    match = re.compile("|".join(patterns)).match
+    return lambda name: name in names or match(name) is not None
+
+
+def parse_binding(text: str) -> tuple[str, ...]:
+    """`web01,web02` or `web*` -> the binding's entries; ValueError saying what is wrong."""
+    entries = tuple(dict.fromkeys(e.strip() for e in text.split(",")))
+    if not entries or "" in entries:
+        raise ValueError("give server names or patterns separated by commas, none empty")
+    wrong = [e for e in entries if not (_ENTRY if _WILDCARDS & set(e) else _NAME).fullmatch(e)]
+    if wrong:
+        raise ValueError(
+            f"{', '.join(map(repr, wrong))}: a server name is 1-200 letters, digits, '.', '_'"
+            " or '-', starting with a letter or digit; a pattern may also use *, ? and [...]"
+        )
+    return entries
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What `token list` shows: never the token nor its hash."""
+
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+    servers: tuple[str, ...] | None
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(engine: sa.Engine, clock: Clock, name: str, role: str) -> str:
+def create_token(
+    engine: sa.Engine,
+    clock: Clock,
+    name: str,
+    role: str,
+    servers: Iterable[str] | None = None,
+) -> str:
+    """A new token; `servers` binds an agent token to those server names and patterns."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    binding = None
+    if servers is not None:
+        if role not in BINDABLE_ROLES:
+            raise ValueError(
+                f"only agent tokens are bound to servers: a {role} acts on the whole cluster"
+            )
+        binding = orjson.dumps(parse_binding(",".join(servers))).decode()
     token = f"cm_{role}_{secrets.token_urlsafe(32)}"
     with engine.begin() as conn:
         conn.execute(
             tokens_table.insert().values(
-                name=name, role=role, token_hash=hash_token(token), created_at=clock()
+                name=name,
+                role=role,
+                token_hash=hash_token(token),
+                created_at=clock(),
+                servers=binding,
             )
         )
     return token
@@ -67,6 +151,20 @@ def revoke_tokens(engine: sa.Engine, clock: Clock, name: str) -> int:
             .values(revoked_at=clock())
         )
     return result.rowcount
+
+
+def list_tokens(engine: sa.Engine) -> list[TokenInfo]:
+    c = tokens_table.c
+    query = sa.select(c.name, c.role, c.created_at, c.revoked_at, c.servers).order_by(c.id)
+    with engine.connect() as conn:
+        return [
+            TokenInfo(row.name, row.role, row.created_at, row.revoked_at, _binding(row.servers))
+            for row in conn.execute(query)
+        ]
+
+
+def _binding(stored: str | None) -> tuple[str, ...] | None:
+    return None if stored is None else tuple(orjson.loads(stored))
 
 
 class TokenVerifier:
@@ -85,13 +183,14 @@ class TokenVerifier:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        c = tokens_table.c
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(tokens_table.c.name, tokens_table.c.role).where(
-                    tokens_table.c.token_hash == digest, tokens_table.c.revoked_at.is_(None)
+                sa.select(c.name, c.role, c.servers).where(
+                    c.token_hash == digest, c.revoked_at.is_(None)
                 )
             ).first()
-        principal = Principal(row.name, row.role) if row else None
+        principal = Principal(row.name, row.role, _binding(row.servers)) if row else None
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -208,6 +208,8 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
                 " stale after {stale_timeout_seconds} s; PUT /api/v1/cluster/configuration"
                 " changes them\n".format(**DEMO_CONFIGURATION)
             )
+        if 0 < app.config["NEW_SERVERS_PER_HOUR"] < simulated:  # the demo asked for them
+            app.config["NEW_SERVERS_PER_HOUR"] = simulated
         agent = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
         # The token goes by the environment: a command line is readable by every local user.
         simulator = ["simulate", "--servers", str(simulated), "--url", url]

@@ -11,7 +11,13 @@ the serialized view of each server and re-evaluates only what changed.
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fnmatch import translate
+from itertools import islice
 from typing import Any
 
 from domain import rules
@@ -175,3 +181,52 @@ def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
 
     servers = [server_entry(s, judged, refs, config, now) for s, judged in judged_servers]
     return {**header(state, now, len(servers)), "servers": servers}
+
+
+# page_member(servers shown, next_after) -> the `page` member of a paged view.
+PageMember = Callable[[int, str | None], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSelection:
+    """Which servers of the view to show, for large clusters: `server` is a case-insensitive
+    substring of the name or, with a wildcard (`*`, `?`, `[...]`), a shell-style pattern
+    (fnmatch) the whole name must match; `after` keeps only names sorting after it (keyset
+    paging: a server added or removed between two pages shifts nothing, and none is shown
+    twice); `limit` keeps at most that many."""
+
+    server: str | None = None
+    after: str | None = None
+    limit: int | None = None
+
+    def pick(self, names: Sequence[str]) -> tuple[list[str], str | None]:
+        """The selected names among `names` (sorted), and the `after` of the next page: the
+        last name shown when more would match, else None."""
+        start = bisect_right(names, self.after) if self.after is not None else 0
+        candidates: Iterator[str] = islice(names, start, None)
+        if self.server is not None:
+            if set("*?[") & set(self.server):
+                match = re.compile(translate(self.server), re.IGNORECASE).match
+            else:
+                match = re.compile(re.escape(self.server), re.IGNORECASE).search
+            candidates = (name for name in candidates if match(name))
+        if self.limit is None:
+            return list(candidates), None
+        picked = list(islice(candidates, self.limit + 1))
+        if len(picked) > self.limit:
+            del picked[self.limit :]
+            return picked, picked[-1]
+        return picked, None
+
+
+def page_of(view: dict[str, Any], selection: ServerSelection, page: PageMember) -> dict[str, Any]:
+    """A view (`cluster_view`'s shape) with only the servers `selection` picks, and its `page`
+    member. `server_count` stays the whole cluster's."""
+    servers = view["servers"]
+    names, next_after = selection.pick([s["name"] for s in servers])
+    shown = set(names)
+    return {
+        **view,
+        "servers": [s for s in servers if s["name"] in shown],
+        "page": page(len(names), next_after),
+    }
