@@ -13,12 +13,14 @@ from marshmallow import fields, validate
 from api.auth import require
 from api.fields import Instant
 from api.heartbeats import json_body
+from api.limits import expensive
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery, QueryInteger
 from api.responses import REPORT_FORMATS, AnswerSchema
 from api.schemas import require_component_path
 from api.services import services
 from projections.audit import episode_pass, explain, report_store, reports, whatif
+from projections.readmodel import timetravel
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit and reports")
 
@@ -113,6 +115,15 @@ def _period(since: datetime | None, until: datetime | None) -> tuple[datetime, d
     return since, until
 
 
+def _episodes(since: datetime, until: datetime) -> episode_pass.Result:
+    """The episode pass for [since, until), from the newest snapshot before `since`; without a
+    scheduler there may be none near it, so one is kept first (once: the next periods near
+    it start there)."""
+    store, horizon = services(current_app).store, _horizon(until)
+    timetravel.keep_snapshot_before(store, min(since, horizon))
+    return episode_pass.build(store, horizon, since=since)
+
+
 def _horizon(until: datetime) -> datetime:
     """Staleness is never judged beyond now: the future has no heartbeats yet."""
     return min(until, services(current_app).clock())
@@ -131,9 +142,10 @@ def _horizon(until: datetime) -> datetime:
     "they were built from.",
 )
 @blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@expensive()
 def outages(since=None, until=None):
     since, until = _period(since, until)
-    result = episode_pass.build(services(current_app).store, _horizon(until), since=since)
+    result = _episodes(since, until)
     listing = whatif.listing(result, since, until)
     return {
         "period": {"since": since, "until": until},
@@ -153,9 +165,10 @@ def outages(since=None, until=None):
     "stayed current (the work moved). A cluster outage: no current Service component at all.",
 )
 @blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@expensive()
 def failovers(since=None, until=None):
     since, until = _period(since, until)
-    result = episode_pass.build(services(current_app).store, _horizon(until), since=since)
+    result = _episodes(since, until)
     horizon = result.horizon
     return {
         "period": {"since": since, "until": until},
@@ -174,6 +187,7 @@ def failovers(since=None, until=None):
     "the ones that did.",
 )
 @blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@expensive()
 def what_if(since=None, until=None, **settings):
     since, until = _period(since, until)
     return whatif.what_if(services(current_app).store, since, _horizon(until), settings)
@@ -192,6 +206,7 @@ def what_if(since=None, until=None, **settings):
     "timeout, monitor gaps, removals and recoveries.",
 )
 @blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@expensive()
 def explain_component(server: str, component: str, at=None):
     require_component_path(server, component)
     svc = services(current_app)
@@ -236,6 +251,7 @@ def list_reports(limit, kind=None, before=None):
 @blp.doc(responses={"201": {**REPORT_FORMATS, "description": "The stored report"}})
 @require("admin")
 @blp.arguments(NoQuery, location="query", as_kwargs=True)
+@expensive()
 def create_report():
     try:
         body = ReportCreateSchema().load(json_body())

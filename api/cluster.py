@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
+from api.limits import expensive
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery
 from api.responses import ClusterViewSchema, HistorySchema, RemovalSchema
@@ -58,6 +59,7 @@ def _renderer() -> ViewRenderer:
     "whole cluster's; the sync checks compare each server with the whole cluster.",
 )
 @blp.alt_response(200, schema=ClusterViewSchema, success=True, description="The cluster view")
+@expensive(when=lambda at=None, position=None, **_: (at, position) != (None, None))
 def get_cluster(at=None, position=None, server=None, after=None, limit=None):
     svc = services(current_app)
     selection = None

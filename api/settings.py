@@ -17,6 +17,10 @@ DEFAULTS = {
     "THREADS": 8,
     "GEVENT_STREAMS": 200,  # live streams (SSE) per gevent worker
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    # Expensive reads (what-if, audit, reports, time travel) in flight: see api/limits.py.
+    # per token and worker process (the dashboard asks for outages and failovers at once)
+    "EXPENSIVE_READS_PER_TOKEN": 2,
+    "EXPENSIVE_READS_PER_WORKER": 3,  # per worker process, above one token's; 0: no limit
     # Servers the cluster never heard of that heartbeats may add per hour, cluster-wide
     # (api/new_servers.py); 0: no cap.
     "NEW_SERVERS_PER_HOUR": 100,

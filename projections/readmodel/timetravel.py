@@ -7,11 +7,15 @@ it holds the append lock (only a backwards step of the server's wall clock could
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from domain.events import RecordedEvent
 from domain.state import ClusterState, fold
 from eventstore.store import EventStore
 from projections.readmodel import snapshots
@@ -20,6 +24,14 @@ from projections.readmodel.tables import snapshots as snapshots_table
 from projections.readmodel.view import cluster_view
 
 _SHORT_TAIL = 10 * snapshots.EVERY_EVENTS
+# A fold longer than the scheduler's cadence keeps snapshots (snapshots.fold_keeping): the
+# next read at that time folds nothing, one before it at most snapshots.KEEP_EVERY events.
+KEEP_AFTER = snapshots.EVERY_EVENTS
+PACE_EVERY = 200  # events folded between two chances for other requests to run (paced)
+# Rows per page of a long fold: turning a page of rows into Python objects is one stretch
+# without a pause (~6 ms per 1,000 events; the store's default 10,000 held a gevent worker
+# for ~60 ms at a time).
+PAGE = 1_000
 
 
 def _aware(at: datetime) -> datetime:
@@ -93,17 +105,58 @@ def _state_up_to(store: EventStore, position: int, snap: sa.Row | None = None) -
         with store.engine.connect() as conn:
             snap = snapshots.latest(conn, at_or_before=position)
     state = snapshots.decode(snap.state) if snap is not None else ClusterState()
-    if state.position < position:
-        # A tail within the snapshot cadence is one query; a longer one (no snapshot yet) is
-        # paged, so the whole log never has to fit in memory.
-        short = position - state.position <= _SHORT_TAIL
-        tail = (
-            store.read_all(after=state.position, limit=None, up_to=position)
-            if short
-            else store.iter_all(after=state.position, up_to=position)
-        )
-        state = fold(tail, state)
-    return state
+    return fold_to(store, state, position)
+
+
+def fold_to(store: EventStore, state: ClusterState, position: int) -> ClusterState:
+    """`state` (from a snapshot, or empty) folded up to `position`. A tail longer than the
+    snapshot cadence means no snapshot was taken there (no scheduler running, or not yet):
+    the fold then keeps snapshots along the way, so that one slow read makes the next ones
+    near that time cheap instead of every viewer paying for a fold from the start."""
+    tail = position - state.position
+    if tail <= 0:
+        return state
+    # A tail within the snapshot cadence is one query; a longer one (no snapshot yet) is
+    # paged, so the whole log never has to fit in memory.
+    events = (
+        store.read_all(after=state.position, limit=None, up_to=position)
+        if tail <= _SHORT_TAIL
+        else store.iter_all(after=state.position, up_to=position, batch_size=PAGE)
+    )
+    if tail > KEEP_AFTER:
+        return snapshots.fold_keeping(store, state, paced(events), last_after=KEEP_AFTER)
+    return fold(events, state)
+
+
+def paced(events: Iterable[RecordedEvent], every: int = PACE_EVERY) -> Iterator[RecordedEvent]:
+    """`events`, letting the process's other requests run every `every` of them. A long fold
+    is CPU only: on a gevent worker (`serve` on PostgreSQL) it is one greenlet that holds the
+    worker's loop, and every heartbeat sent to that worker, until it waits for the database
+    (a page of PAGE events). Threads are left alone: the interpreter already makes the thread
+    holding the GIL hand it over to one that waited 5 ms (its switch interval), and a thread
+    that gives the GIL up only to take it straight back (`time.sleep(0)`) can keep that
+    waiting thread from ever seeing its turn."""
+    gevent = sys.modules.get("gevent.monkey")
+    if gevent is None or not gevent.is_module_patched("time"):
+        yield from events
+        return
+    for count, recorded in enumerate(events, 1):
+        if count % every == 0:
+            time.sleep(0)  # gevent's sleep: back to the loop, which runs what is ready
+        yield recorded
+
+
+def keep_snapshot_before(store: EventStore, before: datetime) -> None:
+    """Make sure a snapshot within KEEP_AFTER events of the last event recorded before
+    `before` exists (folding up to it once if not), for passes that start at the newest
+    snapshot before a time: the audit's (projections/audit/episode_pass.py, whatif.py)."""
+    position = store.last_position_at(before, inclusive=False)
+    if position == 0:
+        return
+    with store.engine.connect() as conn:
+        near = snapshots.latest(conn, at_or_before=position, with_state=False)
+    if near is None or position - near.position > KEEP_AFTER:
+        _state_up_to(store, position)
 
 
 def state_at(
