@@ -13,13 +13,20 @@ length, have arrived; only then does a thread serve the request, from the bytes 
 connections are closed by gunicorn after its keep-alive timeout (2 s of silence); one that keeps
 trickling is closed once GATHER_SECONDS have passed since its first byte. A chunked body is read
 by the thread as before (agents send heartbeats with a Content-Length).
+
+It also closes connections without waiting on the worker's main loop (see `_close`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
+import selectors
+import socket
 import time
 
+from gunicorn import util
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 GATHER_SECONDS = 10.0  # for a request's head and body, from its first byte
@@ -27,6 +34,7 @@ MAX_HEAD = 64 * 1024  # beyond this gunicorn's own limits answer (431/400): no m
 HEAD_END = b"\r\n\r\n"
 CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$", re.I | re.M)
 READ_SIZE = 64 * 1024
+LINGER_SECONDS = 2.0  # for the client to close its side, as gunicorn's graceful close waits
 
 
 class GatheringThreadWorker(ThreadWorker):
@@ -34,6 +42,10 @@ class GatheringThreadWorker(ThreadWorker):
 
     # A body larger than this is not gathered: the app refuses it (413) without reading it.
     max_body = 1024 * 1024
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lingering: dict[socket.socket, float] = {}  # closing sockets -> their deadline
 
     def handle(self, conn):
         try:
@@ -89,3 +101,51 @@ class GatheringThreadWorker(ThreadWorker):
             return True
         body = int(length.group(1))
         return body > self.max_body or len(buffered) >= end + len(HEAD_END) + body
+
+    # --- closing without stalling the worker ----------------------------------------------
+
+    def finish_request(self, conn, fs):
+        conn.close = functools.partial(self._close, conn)  # see _close
+        super().finish_request(conn, fs)
+
+    def _close(self, conn, graceful: bool = False) -> None:
+        """gunicorn closes a connection gracefully on the worker's main loop: it half-closes,
+        then waits up to 2 s for the client to close its side. A client that never does (an
+        HTTP library keeping a refused request's socket) stalled every connection of the
+        worker, heartbeats included, for those 2 s. Here the socket lingers on the poller
+        instead, drained as data comes, and is closed when the client closes or LINGER_SECONDS
+        have passed (murder_pending)."""
+        sock = conn.sock
+        if not graceful:
+            util.close(sock)
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+            self.poller.register(sock, selectors.EVENT_READ, self._drain)
+        except (OSError, ValueError, KeyError):
+            util.close(sock)
+            return
+        self._lingering[sock] = time.monotonic() + LINGER_SECONDS
+
+    def _drain(self, sock) -> None:
+        try:
+            if sock.recv(READ_SIZE):
+                return  # more may come: linger on
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._forget(sock)
+
+    def _forget(self, sock) -> None:
+        self._lingering.pop(sock, None)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            self.poller.unregister(sock)
+        util.close(sock)
+
+    def murder_pending(self):
+        super().murder_pending()
+        now = time.monotonic()
+        for sock in [s for s, deadline in self._lingering.items() if deadline <= now]:
+            self._forget(sock)

@@ -106,3 +106,27 @@ def test_serve_removes_the_metrics_folder_it_made(sqlite_server, tmp_path):
     assert len(made) == 1
     server.stop()
     assert not (tmp_path / made[0]).exists()
+
+
+def test_clients_that_never_close_do_not_stall_the_worker(sqlite_server):
+    # Answered with "Connection: close", a client that keeps its socket open made gunicorn's
+    # graceful close wait up to 2 s on the worker's main loop, every connection of the worker
+    # waiting meanwhile (an HTTP library keeping a refused request's socket does this).
+    server = sqlite_server
+    agent = server.cli("token", "create", "--role", "agent", "--name", "agent")
+    server.start()
+    held = []
+    try:
+        for _ in range(10):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            held.append(sock)  # never read, never closed
+        latencies = [_post_heartbeat(server, agent, f"web{n:02}") for n in range(10)]
+        assert max(latencies) < 1, latencies
+        for sock in held:  # each was answered, and closed by the server within its linger
+            sock.settimeout(10)
+            answer = b"".join(iter(lambda s=sock: s.recv(65536), b""))
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+    finally:
+        for sock in held:
+            sock.close()
