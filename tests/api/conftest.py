@@ -22,6 +22,20 @@ def app(database_url, clock):
 
 
 @pytest.fixture
+def flask_requests(app):
+    """The paths of the requests that went through Flask (its before_request hook)."""
+    seen = []
+
+    @app.before_request
+    def note():
+        from flask import request
+
+        seen.append(request.path)
+
+    return seen
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

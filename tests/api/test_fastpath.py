@@ -8,20 +8,6 @@ from api.services import services
 from tests.api.conftest import heartbeat
 
 
-@pytest.fixture
-def flask_requests(app):
-    """The paths of the requests that went through Flask (its before_request hook)."""
-    seen = []
-
-    @app.before_request
-    def note():
-        from flask import request
-
-        seen.append(request.path)
-
-    return seen
-
-
 def test_valid_heartbeats_are_recorded_without_flask_and_answered_like_it(
     app, post, flask_requests
 ):

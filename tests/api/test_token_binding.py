@@ -21,20 +21,6 @@ def bound(app):
     return bound
 
 
-@pytest.fixture
-def flask_requests(app):
-    """The paths of the requests that went through Flask (its before_request hook)."""
-    seen = []
-
-    @app.before_request
-    def note():
-        from flask import request
-
-        seen.append(request.path)
-
-    return seen
-
-
 def _flask_only(app):
     """Serve every request with the Flask view (the fast path stepped aside)."""
     app.wsgi_app = app.wsgi_app.flask

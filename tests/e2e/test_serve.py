@@ -78,6 +78,17 @@ def test_many_dashboards_stream_live_while_agents_send_heartbeats(server):
         connection.close()
 
 
+def _chunked_heartbeats(server, agent: str) -> http.client.HTTPConnection:
+    """A POST /heartbeats whose head is sent, announcing a chunked body: the caller sends it."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    connection.putrequest("POST", "/api/v1/heartbeats")
+    connection.putheader("Authorization", f"Bearer {agent}")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    return connection
+
+
 def test_a_malformed_chunked_body_is_a_400_problem_and_records_nothing(server):
     # gunicorn reads a chunked body only when the app asks for it: a bad chunk size surfaced
     # inside the view as an unexpected error (500).
@@ -85,12 +96,8 @@ def test_a_malformed_chunked_body_is_a_400_problem_and_records_nothing(server):
     agent = server.cli("token", "create", "--role", "agent", "--name", "agent")
     viewer = server.cli("token", "create", "--role", "viewer", "--name", "viewer")
     server.start()
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
-    connection.putrequest("POST", "/api/v1/heartbeats")
-    connection.putheader("Authorization", f"Bearer {agent}")
-    connection.putheader("Content-Type", "application/json")
-    connection.putheader("Transfer-Encoding", "chunked")
-    connection.endheaders(b"zz\r\nabc\r\n0\r\n\r\n")
+    connection = _chunked_heartbeats(server, agent)
+    connection.send(b"zz\r\nabc\r\n0\r\n\r\n")
     response = connection.getresponse()
     assert response.status == 400
     assert response.getheader("Content-Type") == "application/problem+json"
@@ -111,12 +118,7 @@ def test_a_chunked_body_beyond_the_limit_is_a_413_problem(server, size):
     server.cli("db", "upgrade")
     agent = server.cli("token", "create", "--role", "agent", "--name", "agent")
     server.start()
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
-    connection.putrequest("POST", "/api/v1/heartbeats")
-    connection.putheader("Authorization", f"Bearer {agent}")
-    connection.putheader("Content-Type", "application/json")
-    connection.putheader("Transfer-Encoding", "chunked")
-    connection.endheaders()
+    connection = _chunked_heartbeats(server, agent)
     chunk = b" " * (512 * 1024)
     for _ in range(size // len(chunk)):
         connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
