@@ -15,8 +15,23 @@ def positions(frames):
     return None if frames is None else [position for position, _ in frames]
 
 
-def test_the_tail_hands_over_to_the_store_exactly_below_what_it_remembers(app, post):
-    tail = LogTail(services(app).store, lambda r: b"", poll_seconds=0.01, keep=3)
+@pytest.fixture
+def tail_of(app):
+    """LogTails on the app's store, whose followers have ended before the app is torn down (a
+    follower still reading when the engine goes leaves its connection unclosed)."""
+    made = []
+
+    def make(render, keep: int) -> LogTail:
+        made.append(LogTail(services(app).store, render, poll_seconds=0.01, keep=keep))
+        return made[-1]
+
+    yield make
+    for tail in made:
+        tail.stop()
+
+
+def test_the_tail_hands_over_to_the_store_exactly_below_what_it_remembers(tail_of, post):
+    tail = tail_of(lambda r: b"", keep=3)
 
     def append(count, name):
         post({"heartbeats": [heartbeat(server=f"{name}{i}") for i in range(count)]})
@@ -37,7 +52,7 @@ def test_the_tail_hands_over_to_the_store_exactly_below_what_it_remembers(app, p
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_follower_that_dies_is_replaced_while_streams_wait(app, post):
+def test_a_follower_that_dies_is_replaced_while_streams_wait(tail_of, post):
     broken = {"once": True}
 
     def render(r):
@@ -45,7 +60,7 @@ def test_a_follower_that_dies_is_replaced_while_streams_wait(app, post):
             raise SystemExit("the follower ends by surprise")  # not an Exception: not retried
         return b""
 
-    tail = LogTail(services(app).store, render, poll_seconds=0.01, keep=10)
+    tail = tail_of(render, keep=10)
     with tail.subscribed():
         assert tail.frames_after(-1, WAIT) is None  # the follower has read the head: 0
         first = tail.follower
