@@ -148,6 +148,20 @@ def _warn_of_the_default_secret(app: Flask, host: str) -> None:
         )
 
 
+def _prepare(app: Flask, host: str | None, port: int | None) -> tuple[str, int]:
+    """What `serve` and `run` do before serving: the address (options, else settings), a port
+    nobody else listens on, a database that answers and is migrated, the monitor gap if the
+    service was down, and the warning about the default secret."""
+    host = host or app.config["HOST"]
+    port = port or app.config["PORT"]
+    _refuse_taken_port(host, port)
+    wait_for_database(app.config["DATABASE_URL"])
+    migrations.upgrade(app.config["DATABASE_URL"])
+    _record_monitor_gap(app)
+    _warn_of_the_default_secret(app, host)
+    return host, port
+
+
 @click.command("serve", help="Migrate, then serve the API and dashboard with gunicorn.")
 @click.option("-h", "--host", default=None, help="bind address [CLUSTERMON_HOST]")
 @click.option("-p", "--port", type=int, default=None, help="port [CLUSTERMON_PORT]")
@@ -155,14 +169,8 @@ def _warn_of_the_default_secret(app: Flask, host: str) -> None:
 @with_appcontext
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
-    host = host or app.config["HOST"]
-    port = port or app.config["PORT"]
-    _refuse_taken_port(host, port)
-    wait_for_database(app.config["DATABASE_URL"])
-    migrations.upgrade(app.config["DATABASE_URL"])
-    _record_monitor_gap(app)
+    host, port = _prepare(app, host, port)
     click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
-    _warn_of_the_default_secret(app, host)
     workers = workers or app.config["WORKERS"]
     if sa.make_url(app.config["DATABASE_URL"]).get_backend_name() == "postgresql" and find_spec(
         "gevent"
@@ -188,14 +196,8 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     svc = services(app)
-    host = host or app.config["HOST"]
-    port = port or app.config["PORT"]
-    _refuse_taken_port(host, port)
-    wait_for_database(app.config["DATABASE_URL"])
-    migrations.upgrade(app.config["DATABASE_URL"])
-    _record_monitor_gap(app)
+    host, port = _prepare(app, host, port)
     url = f"http://{host}:{port}"
-    _warn_of_the_default_secret(app, host)
     tokens.revoke_tokens(svc.engine, svc.clock, "laptop-admin")
     admin = tokens.create_token(svc.engine, svc.clock, "laptop-admin", "admin")
 

@@ -17,7 +17,7 @@ losing the snapshots only makes reports slower.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import cast
 
@@ -177,13 +177,25 @@ def build(
     else:
         builder = EpisodeBuilder(overrides, track_sync=track_sync)
     feed = builder.feed
-    count = 0
-    for recorded in store.iter_all(after=builder.state.position, up_to=up_to, until=horizon):
+    events = store.iter_all(after=builder.state.position, up_to=up_to, until=horizon)
+    for recorded in reporting(events, progress):
         feed(recorded)
+    return builder.finish(horizon)
+
+
+def reporting(
+    events: Iterable[RecordedEvent], progress: Callable[[int], None] | None
+) -> Iterator[RecordedEvent]:
+    """`events`, telling `progress` (a terminal's progress bar) of every 10,000 and the rest."""
+    if progress is None:
+        yield from events
+        return
+    count = 0
+    for recorded in events:
+        yield recorded
         count += 1
-        if progress is not None and count == 10_000:
+        if count == 10_000:
             progress(count)
             count = 0
-    if progress is not None and count:
+    if count:
         progress(count)
-    return builder.finish(horizon)

@@ -31,7 +31,7 @@ from domain.events import ComponentRemoved, ComponentTimedOut, HeartbeatRecorded
 from domain.state import ClusterState
 from eventstore.decoding import RecordedEvent
 from eventstore.store import EventStore
-from projections.audit.episode_pass import seeded_builder
+from projections.audit.episode_pass import reporting, seeded_builder
 from projections.audit.episodes import Episode, EpisodeBuilder, Result
 from projections.readmodel import snapshots, timetravel
 
@@ -52,17 +52,10 @@ def replay(
     before `since`); without, the pass starts at the beginning of the log."""
     builders = _seeded(store, min(since, until), overrides) if since is not None else None
     actual, simulated = builders or (EpisodeBuilder(), EpisodeBuilder(overrides))
-    count = 0
     events = store.iter_all(after=actual.state.position, until=until, batch_size=timetravel.PAGE)
-    for recorded in timetravel.paced(events):
+    for recorded in reporting(timetravel.paced(events), progress):
         actual.feed(recorded)
         simulated.feed(recorded)
-        count += 1
-        if progress is not None and count == 10_000:
-            progress(count)
-            count = 0
-    if progress is not None and count:
-        progress(count)
     return actual.finish(until), simulated.finish(until)
 
 
