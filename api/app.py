@@ -17,6 +17,7 @@ from api.problems import MEDIA_TYPE, ProblemSchema
 from api.services import Services
 from eventstore import create_engine, open_store, utc_now
 from eventstore.commands import ClusterCommands
+from eventstore.group_commit import GroupCommitter
 
 
 class ProblemApi(Api):
@@ -73,16 +74,13 @@ def create_app(test_config: dict | None = None) -> Flask:
         fastpath,
         health,
         heartbeats,
-        ingest,
         metrics,
         security_headers,
         tokens,
     )
 
     app.extensions["clustermon_tokens"] = tokens.TokenVerifier(engine)
-    app.extensions["clustermon_ingest"] = ingest.GroupCommitter(
-        commands, on_commit=metrics.on_commit
-    )
+    app.extensions["clustermon_ingest"] = GroupCommitter(commands, on_commit=metrics.on_commit)
 
     api = ProblemApi(
         app,

@@ -12,7 +12,7 @@ from api import new_servers
 from api.auth import require, require_servers
 from api.fastschema import compile_loader
 from api.ids import new_ids
-from api.ingest import GroupCommitter
+from eventstore.group_commit import GroupCommitter
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery
 from api.schemas import (

@@ -45,7 +45,7 @@ GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 def stubbed_app():
     """The product app whose commits are acknowledged without touching the store."""
     from api.app import create_app
-    from api.ingest import Receipt
+    from eventstore.group_commit import Receipt
 
     class Acknowledge:
         def submit(self, beats, client_ids=(), timeout=30.0):
@@ -64,7 +64,7 @@ def grouped_stub_app():
     from types import SimpleNamespace
 
     from api.app import create_app
-    from api.ingest import GroupCommitter
+    from eventstore.group_commit import GroupCommitter
     from eventstore.store import AppendResult
 
     class Acknowledge:

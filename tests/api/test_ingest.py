@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from api.ingest import GroupCommitter
+from eventstore.group_commit import GroupCommitter
 from domain.events import HeartbeatRecorded
 from eventstore import NewEvent, create_engine, open_store
 from eventstore.commands import ClusterCommands
