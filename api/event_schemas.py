@@ -13,7 +13,7 @@ from api.fields import (
     _optional_text,
     _seconds,
 )
-from domain.events import COMPONENTS, STATUSES, VERIFICATIONS
+from domain.events import COLLECTION_FAILURES, COMPONENTS, STATUSES, VERIFICATIONS
 
 
 class HeartbeatRecordedSchema(Schema):
@@ -81,6 +81,36 @@ class MonitorResumedSchema(Schema):
     detector = fields.String(required=True)
 
 
+class TargetSettingsSchema(Schema):
+    """A target's settings (API.md v1.1, PUT /targets/{server}). `url` is the product's base
+    address; its `/health` is polled."""
+
+    url = fields.Url(
+        schemes={"http", "https"},
+        require_tld=False,  # intranet hosts: proget01, 10.0.0.5
+        validate=validate.Length(max=2000),
+        metadata={"description": "base URL (http or https, with a host); /health is appended"},
+    )
+    interval_seconds = _seconds(1, 3600)
+    timeout_seconds = _seconds(1, 60)
+    verify_tls = JsonBoolean()
+
+
+class TargetConfiguredSchema(TargetSettingsSchema):
+    server = fields.String(required=True)
+
+
+class TargetRemovedSchema(Schema):
+    server = fields.String(required=True)
+
+
+class CollectionFailedSchema(Schema):
+    server = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(COLLECTION_FAILURES))
+    detail = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
 EVENT_SCHEMAS: dict[str, type[Schema]] = {
     "HeartbeatRecorded": HeartbeatRecordedSchema,
     "ConfigurationChanged": ConfigurationChangedSchema,
@@ -88,4 +118,7 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {
     "ComponentTimedOut": ComponentTimedOutSchema,
     "ComponentRecovered": ComponentRecoveredSchema,
     "MonitorResumed": MonitorResumedSchema,
+    "TargetConfigured": TargetConfiguredSchema,
+    "TargetRemoved": TargetRemovedSchema,
+    "CollectionFailed": CollectionFailedSchema,
 }

@@ -20,13 +20,19 @@ from domain.events import (
     ConfigurationChanged,
     Event,
     HeartbeatRecorded,
+    TargetConfigured,
+    TargetRemoved,
 )
-from domain.state import ComponentState, Configuration
+from domain.state import ComponentState, Configuration, TargetState
 
 INGEST_DETECTOR = "ingest"
 
 
 class NotInCluster(LookupError):
+    pass
+
+
+class NotATarget(LookupError):
     pass
 
 
@@ -158,3 +164,33 @@ def validate_configuration(merged: Mapping[str, Any], changed: set[str]) -> dict
             f" ({frequency} s)"
         )
     return errors
+
+
+def target_change(
+    server: str, current: TargetState | None, requested: Mapping[str, Any]
+) -> TargetConfigured | None:
+    """The event that creates or changes a target (None: it already is exactly that). Settings
+    not named keep their current value, or the default for a new target. Raises
+    InvalidConfiguration when the timeout would not end before the next poll is due."""
+    base = current.settings() if current is not None else TargetState(server, "").settings()
+    merged = {**base, **requested}
+    errors: dict[str, list[str]] = {}
+    if not merged["url"]:
+        errors["url"] = ["a new target needs the product's base URL"]
+    if merged["timeout_seconds"] >= merged["interval_seconds"]:
+        field = "timeout_seconds" if "timeout_seconds" in requested else "interval_seconds"
+        errors[field] = [
+            f"the timeout ({merged['timeout_seconds']} s) must be shorter than the interval"
+            f" ({merged['interval_seconds']} s), or polls of one target would overlap"
+        ]
+    if errors:
+        raise InvalidConfiguration(errors)
+    if current is not None and merged == base:
+        return None
+    return TargetConfigured(server=server, **merged)
+
+
+def target_removal(server: str, current: TargetState | None) -> TargetRemoved:
+    if current is None:
+        raise NotATarget(f"{server} is not a polled target")
+    return TargetRemoved(server=server)

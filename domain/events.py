@@ -19,10 +19,20 @@ VERIFICATIONS = ("verified", "unverified", "failed")
 
 CLUSTER_STREAM = "cluster"
 MONITOR_STREAM = "monitor"
+# The actor (token name) of the heartbeats the /health poller records (collector/).
+COLLECTOR_ACTOR = "collector"
+# Why a poll failed (API.md v1.1, CollectionFailed.kind).
+COLLECTION_FAILURES = ("refused", "timeout", "tls", "dns", "http_status", "not_health")
 
 
 def component_stream(server: str, component: str) -> str:
     return f"{server}/{component}"
+
+
+def target_stream(server: str) -> str:
+    """A polled server's stream: its target's configuration and its collection failures. The
+    prefix keeps it apart from component streams, which are `server/component`."""
+    return f"target:{server}"
 
 
 class Event:
@@ -175,6 +185,53 @@ class MonitorResumed(Event):
         return MONITOR_STREAM
 
 
+class _TargetEvent(Event):
+    server: str
+
+    @property
+    def stream(self) -> str:
+        return target_stream(self.server)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetConfigured(_TargetEvent):
+    """An admin created or changed a polled target: its `/health` is polled at `url`/health.
+    The whole target, not a change: the last one is the target."""
+
+    type: ClassVar[str] = "TargetConfigured"
+
+    server: str
+    url: str
+    interval_seconds: int = 30
+    timeout_seconds: int = 5
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRemoved(_TargetEvent):
+    """An admin stopped the polling of a server (the server stays in the cluster)."""
+
+    type: ClassVar[str] = "TargetRemoved"
+
+    server: str
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionFailed(_TargetEvent):
+    """Polling a target started failing, or fails in another way than before (never once per
+    poll). The collector's next good poll ends it. `at` is when the poll started (our clock)."""
+
+    type: ClassVar[str] = "CollectionFailed"
+    _datetime_fields: ClassVar[tuple[str, ...]] = ("at",)
+
+    server: str
+    kind: str  # one of COLLECTION_FAILURES
+    detail: str
+    at: datetime
+
+
+TARGET_EVENTS = (TargetConfigured, TargetRemoved, CollectionFailed)
+
 CATALOG: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -184,6 +241,9 @@ CATALOG: dict[str, type[Event]] = {
         ComponentTimedOut,
         ComponentRecovered,
         MonitorResumed,
+        TargetConfigured,
+        TargetRemoved,
+        CollectionFailed,
     )
 }
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.events import (
+    COLLECTOR_ACTOR,
+    CollectionFailed,
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
@@ -23,6 +25,8 @@ from domain.events import (
     HeartbeatRecorded,
     MonitorResumed,
     RecordedEvent,
+    TargetConfigured,
+    TargetRemoved,
 )
 
 
@@ -75,12 +79,49 @@ class ServerState:
 
 
 @dataclass(slots=True)
+class CollectionFailure:
+    kind: str  # one of domain.events.COLLECTION_FAILURES
+    detail: str
+    at: datetime  # when the first failing poll of this kind started (our clock)
+
+
+@dataclass(slots=True)
+class TargetState:
+    """A server whose `/health` the collector polls, and how its polling goes."""
+
+    server: str
+    url: str
+    interval_seconds: int = 30
+    timeout_seconds: int = 5
+    verify_tls: bool = True
+    version: int = 0  # of its stream (target_stream)
+    failure: CollectionFailure | None = None  # until the collector's next good poll
+
+    SETTINGS = ("url", "interval_seconds", "timeout_seconds", "verify_tls")
+
+    def settings(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SETTINGS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**_fields(self), "failure": self.failure and _fields(self.failure)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetState:
+        data = dict(data)
+        failure = data.pop("failure", None)
+        if failure is not None:
+            failure = CollectionFailure(**{**failure, "at": _utc(_dt(failure["at"]))})
+        return cls(**data, failure=failure)
+
+
+@dataclass(slots=True)
 class ClusterState:
     configuration: Configuration = field(default_factory=Configuration)
     servers: dict[str, ServerState] = field(default_factory=dict)
     position: int = 0  # last event folded in
     recorded_at: datetime | None = None  # when that event was recorded
     monitor_resumed_at: datetime | None = None
+    targets: dict[str, TargetState] = field(default_factory=dict)
 
     def copy(self) -> ClusterState:
         return copy.deepcopy(self)
@@ -108,6 +149,7 @@ class ClusterState:
             "position": self.position,
             "recorded_at": self.recorded_at,
             "monitor_resumed_at": self.monitor_resumed_at,
+            "targets": [t.to_dict() for t in self.targets.values()],
         }
 
     @classmethod
@@ -125,6 +167,9 @@ class ClusterState:
                     c[key] = _dt(c[key])
                 server.components[c["name"]] = ComponentState(**c)
             state.servers[server.name] = server
+        for t in data.get("targets", ()):  # snapshots taken before targets existed have none
+            target = TargetState.from_dict(t)
+            state.targets[target.server] = target
         return state
 
 
@@ -187,6 +232,10 @@ def _heartbeat(state: ClusterState, e: HeartbeatRecorded, r: RecordedEvent) -> N
     component.last_sent_at = e.sent_at
     component.timed_out_at = None
     component.stream_version = r.version
+    target = state.targets.get(e.server)
+    # Only the poller's own heartbeats say that polling works again.
+    if target is not None and target.failure and r.metadata.get("actor") == COLLECTOR_ACTOR:
+        target.failure = None
 
 
 def _configuration(state: ClusterState, e: ConfigurationChanged, r: RecordedEvent) -> None:
@@ -225,6 +274,26 @@ def _monitor_resumed(state: ClusterState, e: MonitorResumed, r: RecordedEvent) -
     state.monitor_resumed_at = e.resumed_at
 
 
+def _target_configured(state: ClusterState, e: TargetConfigured, r: RecordedEvent) -> None:
+    target = state.targets.get(e.server)
+    if target is None:
+        target = state.targets[e.server] = TargetState(e.server, e.url)
+    for name in TargetState.SETTINGS:
+        setattr(target, name, getattr(e, name))
+    target.version = r.version
+
+
+def _target_removed(state: ClusterState, e: TargetRemoved, r: RecordedEvent) -> None:
+    state.targets.pop(e.server, None)
+
+
+def _collection_failed(state: ClusterState, e: CollectionFailed, r: RecordedEvent) -> None:
+    target = state.targets.get(e.server)
+    if target is not None:
+        target.failure = CollectionFailure(e.kind, e.detail, _utc(e.at))
+        target.version = r.version
+
+
 _HANDLERS: dict[type[Event], Callable[[ClusterState, Any, RecordedEvent], None]] = {
     HeartbeatRecorded: _heartbeat,
     ConfigurationChanged: _configuration,
@@ -232,4 +301,7 @@ _HANDLERS: dict[type[Event], Callable[[ClusterState, Any, RecordedEvent], None]]
     ComponentTimedOut: _timed_out,
     ComponentRecovered: _recovered,
     MonitorResumed: _monitor_resumed,
+    TargetConfigured: _target_configured,
+    TargetRemoved: _target_removed,
+    CollectionFailed: _collection_failed,
 }

@@ -29,9 +29,11 @@ from domain.decisions import Policy, Tail
 from domain.events import (
     CLUSTER_STREAM,
     MONITOR_STREAM,
+    CollectionFailed,
     component_stream,
+    target_stream,
 )
-from domain.state import Configuration, fold
+from domain.state import ClusterState, Configuration, TargetState, fold
 from eventstore import postgres_heartbeats
 from eventstore.db import write_connection
 from eventstore.store import (
@@ -268,6 +270,61 @@ class ClusterCommands:
             result = self.store.append(
                 [NewEvent(removal, metadata=metadata)],
                 expected_version=tail.version,
+                connection=conn,
+            )
+        return result.recorded[0]
+
+    # --- targets ------------------------------------------------------------------------------
+
+    def target(self, server: str, conn: sa.Connection | None = None) -> TargetState | None:
+        """The target as its stream says now (a few events: configurations and failures)."""
+        events = self.store.read_stream(target_stream(server), connection=conn)
+        return fold(events, ClusterState()).targets.get(server)
+
+    def configure_target(
+        self, server: str, settings: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> tuple[TargetState, RecordedEvent | None]:
+        """Create or change a target (settings not named keep their value). Decided under the
+        append lock: concurrent changes queue, none fails."""
+        with self._locked() as conn:
+            current = self.target(server, conn)
+            change = decisions.target_change(server, current, settings)
+            if change is None:
+                assert current is not None  # no change means there is a target
+                return current, None
+            result = self.store.append(
+                [NewEvent(change, metadata=metadata)],
+                expected_version=current.version if current else 0,
+                connection=conn,
+            )
+        recorded = result.recorded[0]
+        settings = {name: getattr(change, name) for name in TargetState.SETTINGS}
+        return TargetState(server, **settings, version=recorded.version), recorded
+
+    def remove_target(self, server: str, metadata: Mapping[str, Any]) -> RecordedEvent:
+        with self._locked() as conn:
+            current = self.target(server, conn)
+            removal = decisions.target_removal(server, current)
+            assert current is not None
+            result = self.store.append(
+                [NewEvent(removal, metadata=metadata)],
+                expected_version=current.version,
+                connection=conn,
+            )
+        return result.recorded[0]
+
+    def record_collection_failure(
+        self, failure: CollectionFailed, metadata: Mapping[str, Any]
+    ) -> RecordedEvent | None:
+        """The poller's news that polling a target started failing, or fails differently.
+        Appended only while the target exists (a removal may have raced the poll)."""
+        with self._locked() as conn:
+            current = self.target(failure.server, conn)
+            if current is None:
+                return None
+            result = self.store.append(
+                [NewEvent(failure, metadata=metadata)],
+                expected_version=current.version,
                 connection=conn,
             )
         return result.recorded[0]

@@ -160,14 +160,22 @@ class EventStore:
             return self._stream_versions(conn, [stream])[stream]
 
     def read_stream(
-        self, stream: str, from_version: int = 1, limit: int | None = None
+        self,
+        stream: str,
+        from_version: int = 1,
+        limit: int | None = None,
+        *,
+        connection: sa.Connection | None = None,
     ) -> list[RecordedEvent]:
+        """A stream's events in version order (on `connection`'s transaction, if given)."""
         query = (
             sa.select(*_COLUMNS)
             .where(events_table.c.stream == stream, events_table.c.version >= from_version)
             .order_by(events_table.c.version)
             .limit(limit)
         )
+        if connection is not None:
+            return [recorded(row) for row in connection.execute(query)]
         return [recorded(row) for row in self._rows(query)]
 
     def read_all(

@@ -12,8 +12,15 @@ from dataclasses import fields
 import orjson
 import sqlalchemy as sa
 
-from domain.state import ClusterState, ComponentState, Configuration, ServerState, _utc
-from projections.readmodel.tables import VIEW, checkpoints, cluster, components, servers
+from domain.state import (
+    ClusterState,
+    ComponentState,
+    Configuration,
+    ServerState,
+    TargetState,
+    _utc,
+)
+from projections.readmodel.tables import VIEW, checkpoints, cluster, components, servers, targets
 
 _CHUNK = 400  # keys per DELETE … IN (…): well below SQLite's bound-parameter limit
 
@@ -82,6 +89,9 @@ def load_state(conn: sa.Connection) -> ClusterState:
         if server is None:  # cannot happen while writers keep both tables together
             server = by_name[component.server] = ServerState(component.server)
         server.components[component.name] = component
+    for (text,) in conn.execute(sa.select(targets.c.target)):
+        target = TargetState.from_dict(orjson.loads(text))
+        state.targets[target.server] = target
     return state
 
 
@@ -91,6 +101,18 @@ def _component_row(c: ComponentState) -> dict:
 
 def _server_row(s: ServerState) -> dict:
     return {"name": s.name, "os": s.os, "os_version": s.os_version, "ip": s.ip}
+
+
+def _write_targets(conn: sa.Connection, state: ClusterState, names: list[str]) -> None:
+    for chunk in _chunks(names):
+        conn.execute(targets.delete().where(targets.c.server.in_(chunk)))
+    rows = [
+        {"server": n, "target": orjson.dumps(state.targets[n].to_dict()).decode()}
+        for n in names
+        if n in state.targets
+    ]
+    if rows:
+        conn.execute(targets.insert(), rows)
 
 
 def _write_cluster(conn: sa.Connection, state: ClusterState) -> None:
@@ -123,9 +145,10 @@ def write_changes(
     *,
     applied: int,
     now,
+    dirty_targets: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
-    """Rewrite the rows of the components (and their servers) touched since the checkpoint,
-    the cluster row and the checkpoint, on the caller's transaction."""
+    """Rewrite the rows of the components (and their servers) and of the targets touched since
+    the checkpoint, the cluster row and the checkpoint, on the caller's transaction."""
     keys = sorted(dirty)
     names = sorted({server for server, _ in keys})
     for chunk in _chunks(keys):
@@ -142,6 +165,7 @@ def write_changes(
         conn.execute(servers.insert(), server_rows)
     if component_rows:
         conn.execute(components.insert(), component_rows)
+    _write_targets(conn, state, sorted(dirty_targets))
     _write_cluster(conn, state)
     conn.execute(
         checkpoints.update()
@@ -158,6 +182,8 @@ def replace_all(conn: sa.Connection, state: ClusterState, *, applied: int, now) 
     """Swap the whole content for `state` (a rebuild), on the caller's transaction."""
     conn.execute(components.delete())
     conn.execute(servers.delete())
+    conn.execute(targets.delete())
+    _write_targets(conn, state, sorted(state.targets))
     rows = [_server_row(s) for s in state.servers.values()]
     for chunk in _chunks(rows, 5_000):
         conn.execute(servers.insert(), chunk)

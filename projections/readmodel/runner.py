@@ -17,7 +17,7 @@ from typing import cast
 
 import sqlalchemy as sa
 
-from domain.events import _ComponentEvent
+from domain.events import TARGET_EVENTS, _ComponentEvent
 from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.listener import Listener
@@ -97,17 +97,33 @@ class ProjectionRunner:
                     _states[self.engine] = (key, state)
                     return 0
                 dirty: set[tuple[str, str]] = set()
+                dirty_targets: set[str] = set()
+                targets = state.targets
                 for recorded in batch:
+                    event = recorded.event
+                    # A target's row changes with its own events, and when a heartbeat of the
+                    # collector ends its failure.
+                    target = targets.get(getattr(event, "server", None))  # type: ignore[arg-type]
+                    failing = target is not None and target.failure is not None
                     apply(state, recorded)
                     # Component events name their component; cluster-wide ones do not (the
                     # cluster row is rewritten with every batch anyway).
-                    component = getattr(recorded.event, "component", None)
+                    component = getattr(event, "component", None)
                     if component is not None:
                         # An event with a component is a component event: it names its server.
-                        event = cast("_ComponentEvent", recorded.event)
+                        event = cast("_ComponentEvent", event)
                         dirty.add((event.server, component))
+                        if failing and target.failure is None:  # type: ignore[union-attr]
+                            dirty_targets.add(event.server)
+                    elif isinstance(event, TARGET_EVENTS):
+                        dirty_targets.add(event.server)
                 readmodel.write_changes(
-                    conn, state, dirty, applied=len(batch), now=self.store.clock()
+                    conn,
+                    state,
+                    dirty,
+                    applied=len(batch),
+                    now=self.store.clock(),
+                    dirty_targets=dirty_targets,
                 )
             # Committed: the state now matches the tables at the new checkpoint. (On an error
             # it is simply not put back: the fold mutated it in place.)

@@ -30,7 +30,14 @@ import orjson
 import sqlalchemy as sa
 
 from domain.events import RecordedEvent
-from domain.state import ClusterState, ComponentState, Configuration, ServerState, apply
+from domain.state import (
+    ClusterState,
+    ComponentState,
+    Configuration,
+    ServerState,
+    TargetState,
+    apply,
+)
 from eventstore.db import write_connection
 from eventstore.store import EventStore
 from projections.readmodel.tables import snapshots
@@ -67,6 +74,7 @@ def encode(state: ClusterState) -> bytes:
         "servers": [[s.name, s.os, s.os_version, s.ip] for s in state.servers.values()],
         # One list per ComponentState field, in field order (see decode).
         "components": [[getattr(c, name) for c in components] for name in _COMPONENT_FIELDS],
+        "targets": [t.to_dict() for t in state.targets.values()],
     }
     # Level 1: a 1,000-server state shrinks ~20x in a few ms; heavier levels gain little.
     return zlib.compress(orjson.dumps(data), 1)
@@ -95,6 +103,9 @@ def decode(blob: bytes) -> ClusterState:
         columns[i] = list(map(parsed.__getitem__, texts))
     for c in map(ComponentState, *columns):
         servers[c.server].components[c.name] = c
+    for t in data.get("targets", ()):  # snapshots taken before targets existed have none
+        target = TargetState.from_dict(t)
+        state.targets[target.server] = target
     return state
 
 

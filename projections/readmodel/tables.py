@@ -61,6 +61,14 @@ components = sa.Table(
     sa.Column("stream_version", sa.Integer(), nullable=False),
 )
 
+# One row per polled target: the JSON of its TargetState (configuration and failure).
+targets = sa.Table(
+    "cluster_view_targets",
+    metadata,
+    sa.Column("server", sa.String(200), primary_key=True),
+    sa.Column("target", sa.Text(), nullable=False),
+)
+
 # Full-state snapshots for time travel: zlib-compressed JSON of ClusterState.to_dict().
 snapshots = sa.Table(
     "projection_snapshots",

@@ -11,12 +11,15 @@ import pytest
 
 from domain.events import (
     CATALOG,
+    CollectionFailed,
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
     ConfigurationChanged,
     HeartbeatRecorded,
     MonitorResumed,
+    TargetConfigured,
+    TargetRemoved,
 )
 from eventstore.decoding import RecordedEvent, recorded
 from eventstore.upcasting import decode
@@ -55,6 +58,9 @@ SAMPLES = [
         server="web02", component="service", stale_since=T, recovered_at=T, outage_seconds=12.5
     ),
     MonitorResumed(down_since=T, resumed_at=T, detector="scheduler-b"),
+    TargetConfigured(server="proget01", url="https://proget01:8624", verify_tls=False),
+    TargetRemoved(server="proget01"),
+    CollectionFailed(server="proget01", kind="refused", detail="connection refused", at=T),
 ]
 
 
