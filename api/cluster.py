@@ -111,6 +111,20 @@ def _page_member(selection: ServerSelection) -> PageMember:
     return page
 
 
+@blp.route("/cluster/configuration", methods=["GET"])
+@blp.doc(
+    summary="The configuration",
+    description="The cluster's settings alone, readable with any token: an agent reads its "
+    "heartbeat period here (the cluster view itself needs the viewer role).",
+)
+@blp.response(200, ConfigurationOutSchema)
+@require("configuration")
+@blp.arguments(NoQuery, location="query", as_kwargs=True)
+def get_configuration():
+    config = services(current_app).commands.configuration()
+    return {**config.settings(), "version": config.version}
+
+
 @blp.route("/cluster/configuration", methods=["PUT"])
 @blp.doc(
     summary="Change the configuration (partial update)",

@@ -12,7 +12,6 @@ from api import new_servers
 from api.auth import require, require_servers
 from api.fastschema import compile_loader
 from api.ids import new_ids
-from eventstore.group_commit import GroupCommitter
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery
 from api.schemas import (
@@ -24,6 +23,7 @@ from api.schemas import (
 from api.tokens import Principal
 from domain.events import HeartbeatRecorded
 from eventstore.db import unavailable_reason
+from eventstore.group_commit import GroupCommitter
 from eventstore.store import ConcurrencyError, NewEvent
 
 blp = Blueprint("heartbeats", __name__, url_prefix="/api/v1", description="Heartbeat ingest")

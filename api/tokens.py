@@ -28,8 +28,13 @@ from eventstore.clock import Clock
 from eventstore.tables import UTCDateTime
 
 ROLES = ("agent", "viewer", "admin")
-# What each role may do; admin reads everything a viewer reads.
-GRANTS = {"agent": {"agent"}, "viewer": {"viewer"}, "admin": {"viewer", "admin"}}
+# What each role may do; admin reads everything a viewer reads. Every role may read the
+# configuration: an agent needs the heartbeat period, and the settings name no server.
+GRANTS = {
+    "agent": {"agent", "configuration"},
+    "viewer": {"viewer", "configuration"},
+    "admin": {"viewer", "admin", "configuration"},
+}
 # Only agents write per server; viewers and admins act on the whole cluster.
 BINDABLE_ROLES = ("agent",)
 

@@ -1,5 +1,5 @@
 """`python -m cli …`: the `clustermon` command (how clustermon starts its own child processes)."""
 
-from cli.main import main
+from cli.entry import main
 
 main()

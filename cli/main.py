@@ -18,6 +18,7 @@ from cli.db import db_group
 from cli.serve import run, serve
 from cli.simulate import simulate
 from cli.tokens import token_group
+from collector.agent.cli import agent
 
 
 def register_commands(app: Flask) -> None:
@@ -28,6 +29,7 @@ def register_commands(app: Flask) -> None:
         serve,
         run,
         simulate,
+        agent,  # listed here; cli/entry.py starts it without the server
         *readmodel.commands,
         *scheduler.commands,
         *audit.commands,

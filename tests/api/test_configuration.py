@@ -64,3 +64,15 @@ def test_bad_configuration_is_refused_with_field_errors(app, client, tokens, bod
     assert response.mimetype == "application/problem+json"
     assert field in response.get_json()["errors"]
     assert services(app).store.head_position() == 0
+
+
+def test_every_role_reads_the_configuration_an_agent_its_heartbeat_period(client, tokens):
+    _put(client, tokens, {"heartbeat_frequency_seconds": 10, "stale_timeout_seconds": 60})
+    for role in ("agent", "viewer", "admin"):
+        response = client.get("/api/v1/cluster/configuration", headers=tokens[role])
+        assert response.status_code == 200, role
+        assert response.get_json()["heartbeat_frequency_seconds"] == 10
+        assert response.get_json()["version"] == 1
+    # The cluster view itself stays the viewers'.
+    assert client.get("/api/v1/cluster", headers=tokens["agent"]).status_code == 403
+    assert client.get("/api/v1/cluster/configuration").status_code == 401

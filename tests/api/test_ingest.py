@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from eventstore.group_commit import GroupCommitter
 from domain.events import HeartbeatRecorded
 from eventstore import NewEvent, create_engine, open_store
 from eventstore.commands import ClusterCommands
+from eventstore.group_commit import GroupCommitter
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)
 

@@ -1,0 +1,5 @@
+"""`python -m collector.agent`: the agent without the rest of clustermon's command line."""
+
+from collector.agent.cli import main
+
+main()
