@@ -76,6 +76,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         heartbeats,
         metrics,
         security_headers,
+        targets,
         tokens,
     )
 
@@ -92,11 +93,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     # apispec documents fields.IP with the format "ip", which JSON Schema does not define.
     api.register_field(ma_fields.IP, "string", None)
     api.ma_plugin.converter.add_attribute_function(_ip_formats)
-    for blueprint in (heartbeats.blp, cluster.blp, events.blp, audit.blp):
+    for blueprint in (heartbeats.blp, cluster.blp, events.blp, audit.blp, targets.blp):
         api.register_blueprint(blueprint)
     api.spec.components.schema("Heartbeat", schema=heartbeats.HeartbeatSchema)
     api.spec.components.schema("HeartbeatBatch", schema=heartbeats.HeartbeatBatchSchema)
     api.spec.components.schema("ConfigurationPatch", schema=cluster.ConfigurationPatchSchema)
+    api.spec.components.schema("TargetChange", schema=targets.TargetChangeSchema)
 
     health.init_app(app)
     dashboard.init_app(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -18,7 +19,8 @@ from api.query import Blueprint
 from api.responses import EVENT_STREAM, EventsPageSchema
 from api.schemas import MAX_POSITION, EventsQuerySchema, StreamQuerySchema
 from api.services import services
-from domain.events import component_stream
+from domain.events import Event, TargetConfigured, component_stream
+from domain.urls import masked
 from eventstore.store import RecordedEvent
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ blp = Blueprint("events", __name__, url_prefix="/api/v1", description="The event
 
 
 def event_json(r: RecordedEvent) -> dict:
+    """An event as the log's readers get it (GET /events, the live stream)."""
     return {
         "position": r.position,
         "event_id": r.event_id,
@@ -36,9 +39,17 @@ def event_json(r: RecordedEvent) -> dict:
         "schema_version": r.event.schema_version,
         "recorded_at": r.recorded_at,
         "occurred_at": r.occurred_at,
-        "data": r.event,
+        "data": _shown(r.event),
         "metadata": r.metadata,
     }
+
+
+def _shown(event: Event) -> Event:
+    """The event's data as a viewer may see it: a target's URL with its secrets masked (the
+    log keeps it whole for the poller)."""
+    if isinstance(event, TargetConfigured):
+        return dataclasses.replace(event, url=masked(event.url))
+    return event
 
 
 @blp.route("/events", methods=["GET"])

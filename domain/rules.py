@@ -11,10 +11,17 @@ Definitions (also in the README):
   components report (all components when none is current; a tie goes to the highest version,
   compared numerically part by part). A server is in sync when every component of it that
   reports a version reports its product's reference; `None` when none reports one.
-- Encryption key in sync: the reference fingerprint is the one most current components report
-  (all components when none is current); with a tie there is no reference, and every server
-  with a fingerprint is out of sync (the cluster disagrees and nothing says which key is
-  right). `None` when no component reports one.
+- Encryption key in sync: per product, as each product has its own key by design (a
+  BuildMaster server beside ProGet ones is not out of sync). The reference fingerprint of a
+  product is the one most current components of that product report (all its components when
+  none of them is current); with a tie there is no reference, and every component of that
+  product with a fingerprint is out of sync (they disagree and nothing says which key is
+  right). Components that name no product are compared with the cluster-wide reference, drawn
+  the same way from every component. A server is in sync when every component of it that
+  reports a fingerprint reports its reference; `None` when none reports one.
+- A polled server (a target) whose polls fail has a reason on each of its components saying
+  since when and why, and their health is at least `warning`: the heartbeats stop, and the
+  components go stale by the normal rules, but the reason says why before they do.
 """
 
 from __future__ import annotations
@@ -22,11 +29,17 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from domain.durations import format_duration
-from domain.state import ClusterState, ComponentState, Configuration, ServerState
+from domain.state import (
+    ClusterState,
+    CollectionFailure,
+    ComponentState,
+    Configuration,
+    ServerState,
+)
 
 SEVERITY = {"ok": 0, "warning": 1, "error": 2}
 
@@ -92,12 +105,27 @@ def stale_reason(component: ComponentState, config: Configuration, beat: Heartbe
     )
 
 
+def collection_reason(failure: CollectionFailure) -> str:
+    """Why the poller has no heartbeat for a target's components, e.g. "polling /health fails
+    since 2026-11-27 10:03:02 UTC: connection refused (refused)"."""
+    detail = f": {failure.detail}" if failure.detail else ""
+    since = failure.at.astimezone(UTC)
+    return f"polling /health fails since {since:%Y-%m-%d %H:%M:%S} UTC{detail} ({failure.kind})"
+
+
 def component_health(
-    component: ComponentState, config: Configuration, beat: Heartbeat
+    component: ComponentState,
+    config: Configuration,
+    beat: Heartbeat,
+    collection: CollectionFailure | None = None,
 ) -> tuple[str, list[str]]:
     """Errors and failed verifications show whatever the heartbeat says; a stale Service is an
-    error (work stops), a stale Web a warning (it may just be quiet)."""
+    error (work stops), a stale Web a warning (it may just be quiet). `collection`: the failure
+    of the polls of the component's server, if it is a target whose polls fail (a warning: the
+    component may be fine, but nothing vouches for it any more)."""
     findings: list[tuple[str, str]] = []
+    if collection is not None:
+        findings.append(("warning", collection_reason(collection)))
     if component.status in ("error", "warning"):
         detail = f": {component.message}" if component.message else ""
         findings.append((component.status, f"component reports {component.status}{detail}"))
@@ -126,26 +154,40 @@ def _version_key(version: str):
 @dataclass(frozen=True, slots=True)
 class References:
     versions: dict[str, str]  # product -> reference version
-    fingerprint: str | None
+    fingerprint: str | None  # cluster-wide: for components that name no product
     fingerprint_tie: bool
+    # product -> its reference fingerprint (None: a tie, no reference)
+    fingerprints: dict[str, str | None] = field(default_factory=dict)
+
+    def key_reference(self, product: str | None) -> str | None:
+        """The fingerprint a component of `product` (None: no product named) must report."""
+        if product:
+            return self.fingerprints.get(product)
+        return self.fingerprint
 
 
 def references(state: ClusterState, current: set[tuple[str, str]]) -> References:
-    """Reference version per product and reference key fingerprint, from current components
-    (from all components when none is current)."""
+    """Reference version and key fingerprint per product, and the cluster-wide reference key
+    fingerprint, from current components (from all components when none is current; a
+    product's key from all its components when none of them is current)."""
     components = [c for c in state.components() if (c.server, c.name) in current]
+    everyone: dict[tuple[str | None, str], int] = {}
+    for c in state.components():
+        count_key(c, everyone)
     if not components:
         components = list(state.components())
     by_product: dict[str, dict[str, int]] = {}
-    keys: dict[str, int] = {}
+    keys: dict[tuple[str | None, str], int] = {}
     for c in components:
         count_for_references(c, by_product, keys)
-    return choose_references(by_product, keys)
+    return choose_references(by_product, keys, everyone)
 
 
 def count_for_references(c: ComponentState, by_product: dict, keys: dict, step: int = 1) -> None:
     """Add `c` to (step -1: take it from) the counts `choose_references` takes; a count that
-    drops to zero is deleted. Shared by `references` and the incremental renderer."""
+    drops to zero is deleted. Shared by `references` and the incremental renderer. `keys` counts
+    (product or None, fingerprint) pairs: the reference of each product and the cluster-wide one
+    are both drawn from them."""
     if c.product and c.product_version:
         versions = by_product.get(c.product)
         if versions is None:
@@ -157,22 +199,32 @@ def count_for_references(c: ComponentState, by_product: dict, keys: dict, step: 
             del versions[c.product_version]
             if not versions:
                 del by_product[c.product]
+    count_key(c, keys, step)
+
+
+def count_key(c: ComponentState, keys: dict, step: int = 1) -> None:
+    """The key part of `count_for_references`: `keys` counts (product or None, fingerprint)."""
     fingerprint = c.encryption_key_fingerprint
     if fingerprint:
-        n = keys.get(fingerprint, 0) + step
+        key = (c.product or None, fingerprint)
+        n = keys.get(key, 0) + step
         if n:
-            keys[fingerprint] = n
+            keys[key] = n
         else:
-            del keys[fingerprint]
+            del keys[key]
 
 
 def choose_references(
-    by_product: Mapping[str, Mapping[str, int]], keys: Mapping[str, int]
+    by_product: Mapping[str, Mapping[str, int]],
+    keys: Mapping[tuple[str | None, str], int],
+    every_key: Mapping[tuple[str | None, str], int] | None = None,
 ) -> References:
     """The references from counts of the components they are drawn from (positive counts:
-    product -> version -> count, fingerprint -> count). Split from `references` so that a
-    caller keeping the counts up to date (projections/readmodel/rendered.py) chooses the same
-    way."""
+    product -> version -> count, (product or None, fingerprint) -> count). Split from
+    `references` so that a caller keeping the counts up to date (projections/readmodel/
+    rendered.py) chooses the same way. `every_key`: the key counts of all components, when
+    `keys` counts only the current ones: a product none of whose components is current draws
+    its reference key from all of them (its servers did not change keys by going quiet)."""
     versions = {
         # The string itself breaks ties between spellings of one version ("1.0", "1.00"), so
         # the reference never depends on the order the components were read in.
@@ -180,10 +232,35 @@ def choose_references(
         for product, counts in by_product.items()
         if counts
     }
-    ranked = heapq.nlargest(2, keys.items(), key=lambda item: item[1])
+    everyone: dict[str, int] = {}
+    per_product: dict[str, dict[str, int]] = {}
+    for (product, fingerprint), n in keys.items():
+        everyone[fingerprint] = everyone.get(fingerprint, 0) + n
+        if product is not None:
+            counts = per_product.get(product)
+            if counts is None:
+                counts = per_product[product] = {}
+            counts[fingerprint] = counts.get(fingerprint, 0) + n
+    if every_key is not None:
+        quiet: dict[str, dict[str, int]] = {}
+        for (product, fingerprint), n in every_key.items():
+            if product is not None and product not in per_product:
+                counts = quiet.get(product)
+                if counts is None:
+                    counts = quiet[product] = {}
+                counts[fingerprint] = counts.get(fingerprint, 0) + n
+        per_product.update(quiet)
+    reference, tie = majority(everyone)
+    fingerprints = {product: majority(counts)[0] for product, counts in per_product.items()}
+    return References(versions, reference, tie, fingerprints)
+
+
+def majority(counts: Mapping[str, int]) -> tuple[str | None, bool]:
+    """The value counted most often, and whether another one is counted as often (then there
+    is no such value: None)."""
+    ranked = heapq.nlargest(2, counts.items(), key=lambda item: item[1])
     tie = len(ranked) == 2 and ranked[0][1] == ranked[1][1]
-    fingerprint = ranked[0][0] if ranked and not tie else None
-    return References(versions, fingerprint, tie)
+    return (ranked[0][0] if ranked and not tie else None), tie
 
 
 def version_in_sync(server: ServerState, refs: References) -> bool | None:
@@ -201,10 +278,31 @@ def key_in_sync(server: ServerState, refs: References) -> bool | None:
     result = None
     for c in server.components.values():
         if c.encryption_key_fingerprint:
-            if c.encryption_key_fingerprint != refs.fingerprint:
+            if c.encryption_key_fingerprint != refs.key_reference(c.product):
                 return False
             result = True
     return result
+
+
+def key_mismatch(server: ServerState, refs: References) -> str:
+    """Why `server`'s key is out of sync (`key_in_sync` is False), naming the product whose
+    servers it is compared with."""
+    for name in sorted(server.components):
+        c = server.components[name]
+        fingerprint = c.encryption_key_fingerprint
+        if not fingerprint or fingerprint == refs.key_reference(c.product):
+            continue
+        if c.product:
+            if refs.fingerprints.get(c.product) is None:
+                return (
+                    f"{c.product} servers report different encryption keys and none is in the"
+                    " majority"
+                )
+            return f"encryption key differs from the rest of the {c.product} servers"
+        break
+    if refs.fingerprint_tie:
+        return "servers report different encryption keys and none is in the majority"
+    return "encryption key differs from the rest of the cluster"
 
 
 def server_health(
@@ -212,6 +310,7 @@ def server_health(
     version_ok: bool | None,
     key_ok: bool | None,
     refs: References,
+    server: ServerState,
 ) -> tuple[str, list[str]]:
     """Worst of its components, and of the two sync checks."""
     findings = [
@@ -220,11 +319,7 @@ def server_health(
         for reason in reasons
     ]
     if key_ok is False:
-        why = (
-            "servers report different encryption keys and none is in the majority"
-            if refs.fingerprint_tie
-            else "encryption key differs from the rest of the cluster"
-        )
+        why = key_mismatch(server, refs)
         findings.append(("error", f"{why}: decryption fails and users are asked to log in again"))
     if version_ok is False:
         findings.append(("warning", "software version differs from the rest of the cluster"))

@@ -278,8 +278,16 @@ class ClusterCommands:
 
     def target(self, server: str, conn: sa.Connection | None = None) -> TargetState | None:
         """The target as its stream says now (a few events: configurations and failures)."""
+        return self._target_and_version(server, conn)[0]
+
+    def _target_and_version(
+        self, server: str, conn: sa.Connection | None
+    ) -> tuple[TargetState | None, int]:
+        """The target and its stream's version: a removed target keeps its stream, so a new
+        target of that server continues it (its version is not the removed target's 0)."""
         events = self.store.read_stream(target_stream(server), connection=conn)
-        return fold(events, ClusterState()).targets.get(server)
+        version = events[-1].version if events else 0
+        return fold(events, ClusterState()).targets.get(server), version
 
     def configure_target(
         self, server: str, settings: Mapping[str, Any], metadata: Mapping[str, Any]
@@ -287,15 +295,13 @@ class ClusterCommands:
         """Create or change a target (settings not named keep their value). Decided under the
         append lock: concurrent changes queue, none fails."""
         with self._locked() as conn:
-            current = self.target(server, conn)
+            current, version = self._target_and_version(server, conn)
             change = decisions.target_change(server, current, settings)
             if change is None:
                 assert current is not None  # no change means there is a target
                 return current, None
             result = self.store.append(
-                [NewEvent(change, metadata=metadata)],
-                expected_version=current.version if current else 0,
-                connection=conn,
+                [NewEvent(change, metadata=metadata)], expected_version=version, connection=conn
             )
         recorded = result.recorded[0]
         settings = {name: getattr(change, name) for name in TargetState.SETTINGS}

@@ -4,6 +4,7 @@
 import { $, isAdmin, state } from "./page.js";
 import { utc } from "./format.js";
 import { renderServers } from "./servers-table.js";
+import { renderTargetsMode } from "./targets.js";
 
 export function render(view) {
   state.view = view;
@@ -14,6 +15,7 @@ export function render(view) {
   renderConfiguration(view);
   renderServers(view);
   renderMode();
+  renderTargetsMode();
 }
 
 function renderMode() {

@@ -14,6 +14,8 @@ import { backToLive, slide, submitTime } from "./time-travel.js";
 import { noteEdit, saveConfiguration } from "./configuration.js";
 import { confirmRemove, openFromTable, reloadOpenHistory } from "./component-dialogs.js";
 import { scheduleAudit, updateRunning } from "./audit.js";
+import { clearForm, confirmTargetRemoval, onTargetEvent, saveTarget, targetAction } from
+  "./targets.js";
 
 function tick() {
   if (!state.view) { return; }
@@ -32,6 +34,7 @@ onTokenRejected(tokenRejected);
 onStreamEvent(function (type, event) {
   if (/TimedOut|Recovered|Removed|MonitorResumed/.test(type)) { scheduleAudit(); }
   reloadOpenHistory(event);
+  onTargetEvent(type);
 });
 
 // A module runs once the document is parsed: every element is already there.
@@ -44,6 +47,10 @@ $("tt-live").addEventListener("click", backToLive);
 $("tt-slider").addEventListener("input", slide);
 $("servers-body").addEventListener("click", openFromTable);
 $("confirm-ok").addEventListener("click", confirmRemove);
+$("target-form").addEventListener("submit", saveTarget);
+$("target-clear").addEventListener("click", clearForm);
+$("targets-body").addEventListener("click", targetAction);
+$("confirm-target-ok").addEventListener("click", confirmTargetRemoval);
 setInterval(tick, 1000);
 // Ongoing outages grow: re-read the audit now and then even when nothing happens.
 setInterval(function () { if (state.live && state.view) { scheduleAudit(); } }, 30000);

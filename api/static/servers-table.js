@@ -21,7 +21,7 @@ function icon(kind, label, title) {
   return svg;
 }
 
-function setIcon(slot, kind, label, title) {
+export function setIcon(slot, kind, label, title) {
   var key = kind + "|" + label + "|" + (title || "");
   if (slot.dataset.key === key) { return; }
   slot.dataset.key = key;

@@ -6,6 +6,7 @@ import { $, state } from "./page.js";
 import { refresh, renderLive, startLiveUpdates, stopLiveUpdates } from "./live-updates.js";
 import { loadRange } from "./log-range.js";
 import { loadAudit, resetAudit } from "./audit.js";
+import { startTargets, stopTargets } from "./targets.js";
 
 export function submitSignIn(event) {
   event.preventDefault();
@@ -37,6 +38,7 @@ export function signIn(token) {
     return loadRange().then(refresh).then(function () {
       startLiveUpdates(state.view ? state.view.as_of.position : 0);
       loadAudit();
+      startTargets();
     });
   }).catch(function (err) {
     forgetToken();
@@ -54,6 +56,7 @@ export function signOut(message) {
   state.principal = null;
   state.view = null;
   resetAudit();
+  stopTargets();
   state.dirty = {};
   document.body.classList.remove("admin", "past");
   $("servers-body").replaceChildren();

@@ -29,9 +29,11 @@ from domain.state import ClusterState, ComponentState
 
 Key = tuple[str, str]  # (server, component)
 Version = tuple[str, str]  # (product, version)
+# A key fingerprint with the product it is judged within (None: the cluster-wide reference).
+ProductKey = tuple[str | None, str]
 # What one component adds to the counts: its version and key fingerprint (None: not reported,
 # never compared), and whether it is current. A component not in the state adds nothing.
-Reported = tuple[Version | None, str | None, bool]
+Reported = tuple[Version | None, ProductKey | None, bool]
 NOTHING: Reported = (None, None, False)
 JUDGES = ((rules.version_in_sync, "version"), (rules.key_in_sync, "key"))
 
@@ -60,14 +62,14 @@ class SyncTracker:
     def __init__(self) -> None:
         self.open: dict[tuple[str, str], SyncPeriod] = {}  # (server, kind) -> ongoing period
         self.periods: list[SyncPeriod] = []
-        # The counts choose_references takes (product -> version -> n, fingerprint -> n), over
-        # the current components and over all of them.
-        self._current: tuple[dict[str, dict[str, int]], dict[str, int]] = ({}, {})
-        self._everyone: tuple[dict[str, dict[str, int]], dict[str, int]] = ({}, {})
+        # The counts choose_references takes (product -> version -> n, (product, fingerprint)
+        # -> n), over the current components and over all of them.
+        self._current: tuple[dict[str, dict[str, int]], dict[ProductKey, int]] = ({}, {})
+        self._everyone: tuple[dict[str, dict[str, int]], dict[ProductKey, int]] = ({}, {})
         self._current_count = 0  # current components, whether they report anything or not
         self._reported: dict[Key, Reported] = {}
         self._servers_by_version: dict[Version, dict[str, int]] = {}
-        self._servers_by_key: dict[str, dict[str, int]] = {}
+        self._servers_by_key: dict[ProductKey, dict[str, int]] = {}
         self._refs = rules.choose_references({}, {})
         self._refs_from_current = False  # which counts `_refs` was chosen from
         self._counts_changed = False
@@ -80,9 +82,10 @@ class SyncTracker:
         new = NOTHING
         if component is not None:
             product, reported = component.product, component.product_version
+            fingerprint = component.encryption_key_fingerprint
             new = (
                 (product, reported) if product and reported else None,
-                component.encryption_key_fingerprint or None,
+                (product or None, fingerprint) if fingerprint else None,
                 current,
             )
         old = self._reported.get(key, NOTHING)
@@ -111,16 +114,16 @@ class SyncTracker:
                     self._products_changed.add(version[0])
                     self._counts_changed = True
         if old_key != new_key or was_current != is_current:
-            for fingerprint, step, counted in (
+            for product_key, step, counted in (
                 (old_key, -1, was_current),
                 (new_key, 1, is_current),
             ):
-                if fingerprint is not None:
+                if product_key is not None:
                     if old_key != new_key:
-                        _count(self._everyone[1], fingerprint, step)
-                        _count_server(self._servers_by_key, fingerprint, server, step)
+                        _count(self._everyone[1], product_key, step)
+                        _count_server(self._servers_by_key, product_key, server, step)
                     if counted:
-                        _count(self._current[1], fingerprint, step)
+                        _count(self._current[1], product_key, step)
                     self._keys_changed = self._counts_changed = True
         if old_version != new_version or old_key != new_key:
             self._pending.add(server)
@@ -157,7 +160,9 @@ class SyncTracker:
     def _choose_references(self) -> rules.References:
         """`rules.choose_references` over the counts in force, skipped when the references in
         force still lead every count that changed by a strict margin (the count decides before
-        any tie-break): while versions churn, most changes leave the references where they are."""
+        any tie-break): while versions churn, most changes leave the references where they are.
+        A change of the key counts always chooses again: keys rarely change, and each product's
+        reference and the cluster-wide one are drawn from the same counts."""
         from_current = self._current_count > 0
         by_product, keys = self._current if from_current else self._everyone
         products, self._products_changed = self._products_changed, set()
@@ -166,10 +171,12 @@ class SyncTracker:
         if (
             from_current == self._refs_from_current
             and all(_leads(by_product.get(p), refs.versions.get(p)) for p in products)
-            and (not keys_changed or _leads(keys, refs.fingerprint))
+            and not keys_changed
         ):
             return refs
         self._refs_from_current = from_current
+        if from_current:  # a product none of whose components is current: from all of them
+            return rules.choose_references(by_product, keys, self._everyone[1])
         return rules.choose_references(by_product, keys)
 
     def _reporting_moved(self, old: rules.References, new: rules.References) -> set[str]:
@@ -181,10 +188,16 @@ class SyncTracker:
                 for version in (was, now):
                     if version is not None:
                         names.update(self._servers_by_version.get((product, version), ()))
-        if old.fingerprint != new.fingerprint:
-            for fingerprint in (old.fingerprint, new.fingerprint):
-                if fingerprint is not None:
-                    names.update(self._servers_by_key.get(fingerprint, ()))
+        moved: list[tuple[str | None, str | None, str | None]] = [
+            (None, old.fingerprint, new.fingerprint)
+        ]
+        for name in old.fingerprints.keys() | new.fingerprints.keys():
+            moved.append((name, old.fingerprints.get(name), new.fingerprints.get(name)))
+        for key_product, was_key, now_key in moved:
+            if was_key != now_key:
+                for reference in (was_key, now_key):
+                    if reference is not None:
+                        names.update(self._servers_by_key.get((key_product, reference), ()))
         return names
 
 

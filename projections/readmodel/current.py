@@ -50,6 +50,7 @@ def copy_on_write_fold(old: ClusterState, events) -> ClusterState:
         position=old.position,
         recorded_at=old.recorded_at,
         monitor_resumed_at=old.monitor_resumed_at,
+        targets=dict(old.targets),
     )
     private: set[str] = set()
     for recorded in events:
@@ -64,6 +65,11 @@ def copy_on_write_fold(old: ClusterState, events) -> ClusterState:
                     server.ip,
                     {n: dataclasses.replace(c) for n, c in server.components.items()},
                 )
+            # The fold changes a target in place too (its settings, a failure, the collector's
+            # heartbeat ending it).
+            target = new.targets.get(name)
+            if target is not None:
+                new.targets[name] = dataclasses.replace(target)
             private.add(name)
         apply(new, recorded)
     with _lineage_lock:

@@ -43,9 +43,16 @@ import orjson
 
 from domain import rules
 from domain.durations import duration_span
-from domain.state import ClusterState, ServerState
+from domain.state import ClusterState, CollectionFailure, ServerState
 from projections.readmodel.current import changed_servers
-from projections.readmodel.view import Judge, PageMember, ServerSelection, header, server_entry
+from projections.readmodel.view import (
+    Judge,
+    PageMember,
+    ServerSelection,
+    collection_failure,
+    header,
+    server_entry,
+)
 
 _SLOT, _SLOT_FORMAT = b'"age_seconds":0.0', b'"age_seconds":%de-3'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -172,8 +179,9 @@ class _Counts:
             self.current_count += step
 
     def references(self) -> rules.References:
-        counts = self.current if self.current_count else self.everyone
-        return rules.choose_references(*counts)
+        if self.current_count:
+            return rules.choose_references(*self.current, self.everyone[1])
+        return rules.choose_references(*self.everyone)
 
 
 _TEMPLATE, _B, _LAST_US, _OUT = map(attrgetter, ("template", "b", "last_us", "out"))
@@ -240,6 +248,7 @@ class ViewRenderer:
         self._chunk_of: dict[str, int] = {}
         self._dirty: set[int] = set()
         self._state = None
+        self._failures: dict[str, CollectionFailure] = {}  # of the servers polled in vain
 
     def _threshold(self, c, expiry: datetime | None) -> int | None:
         """The last microsecond at which `c` is current (None: never)."""
@@ -282,6 +291,22 @@ class ViewRenderer:
             self._chunks = None
         return set(changed)
 
+    def _sync_failures(self, state: ClusterState) -> set[str]:
+        """Servers whose polls started or stopped failing, or fail otherwise: their components'
+        reasons say so. A target's change does not replace its `ServerState`, so it is followed
+        apart (one pass over the targets, a few at most, per new state)."""
+        failures = {
+            name: target.failure
+            for name, target in state.targets.items()
+            if target.failure is not None
+        }
+        old = self._failures
+        self._failures = failures
+        if not old and not failures:
+            return set()
+        changed = {n for n in old.keys() | failures.keys() if old.get(n) != failures.get(n)}
+        return changed & self._servers.keys()
+
     def _drop(self, name: str) -> None:
         entry = self._entries.pop(name, None)
         if entry is not None:
@@ -307,7 +332,9 @@ class ViewRenderer:
         if context != self._context:
             self._reset(state, now_us)
         self._config = state.configuration
-        stale = self._sync_servers(state) if state is not self._state else set()
+        stale = set()
+        if state is not self._state:
+            stale = self._sync_servers(state) | self._sync_failures(state)
         self._state = state
         stale |= self._expired(now_us)
         self._now_us = now_us
@@ -373,7 +400,8 @@ class ViewRenderer:
                     low, high = max(low, last_us + age_low), min(high, last_us + age_high)
         # _sync sets the references before evaluating any entry.
         refs = cast("rules.References", self._refs)
-        entry = server_entry(server, judged, refs, self._config, now)
+        failure = collection_failure(cast(ClusterState, self._state), server.name)
+        entry = server_entry(server, judged, refs, self._config, now, failure)
         b: list[int] = []
         lasts: list[int] = []
         ties: list[int] = []

@@ -21,7 +21,13 @@ from itertools import islice
 from typing import Any
 
 from domain import rules
-from domain.state import ClusterState, ComponentState, Configuration, ServerState
+from domain.state import (
+    ClusterState,
+    CollectionFailure,
+    ComponentState,
+    Configuration,
+    ServerState,
+)
 
 # (state, stale_since, deadline) of a component's heartbeat at some `now`.
 Beat = tuple[str, datetime | None, datetime | None]
@@ -62,30 +68,33 @@ def server_entry(
     refs: rules.References,
     config: Configuration,
     now: datetime,
+    collection: CollectionFailure | None = None,
 ) -> dict[str, Any]:
-    """One server of the view; `judged` are its components sorted by name with their beats."""
+    """One server of the view; `judged` are its components sorted by name with their beats;
+    `collection` the failure of its polls, if it is a target whose polls fail."""
     components, findings = [], []
     all_ok = True
     # rules.version_in_sync / key_in_sync, in the same pass over the components.
-    versions, reference_key = refs.versions, refs.fingerprint
+    versions, key_reference = refs.versions, refs.key_reference
     version_ok = key_ok = None
     for component, (beat_state, stale_since, expiry) in judged:
         if component.product and component.product_version and version_ok is not False:
             version_ok = versions.get(component.product) == component.product_version
         if component.encryption_key_fingerprint and key_ok is not False:
-            key_ok = component.encryption_key_fingerprint == reference_key
+            key_ok = component.encryption_key_fingerprint == key_reference(component.product)
         last = component.last_heartbeat_at
         age = (now - last).total_seconds() if last is not None else None
         if (
             beat_state == "current"
             and component.status == "ok"
             and component.verification == "verified"
+            and collection is None
         ):
             reasons: list[str]
             health, reasons = "ok", []
         else:
             beat = rules.Heartbeat(beat_state, last, age, stale_since, expiry)
-            health, reasons = rules.component_health(component, config, beat)
+            health, reasons = rules.component_health(component, config, beat, collection)
             all_ok = all_ok and health == "ok"
         findings.append((component.name, health, reasons))
         sent = component.last_sent_at
@@ -116,7 +125,7 @@ def server_entry(
     if all_ok and version_ok is not False and key_ok is not False:
         health, reasons = "ok", []
     else:
-        health, reasons = rules.server_health(findings, version_ok, key_ok, refs)
+        health, reasons = rules.server_health(findings, version_ok, key_ok, refs, server)
     return {
         "name": server.name,
         "os": server.os,
@@ -128,6 +137,12 @@ def server_entry(
         "encryption_key_in_sync": key_ok,
         "components": components,
     }
+
+
+def collection_failure(state: ClusterState, server: str) -> CollectionFailure | None:
+    """The failure of the polls of `server`, if it is a target whose polls fail."""
+    target = state.targets.get(server)
+    return target.failure if target is not None else None
 
 
 def live_time(state: ClusterState, now: datetime) -> datetime:
@@ -161,7 +176,8 @@ def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
     # Heartbeat state of every component first: the sync references count the current ones.
     judged_servers = []
     by_product: dict[str, dict[str, int]] = {}
-    keys: dict[str, int] = {}
+    keys: dict[tuple[str | None, str], int] = {}
+    every_key: dict[tuple[str | None, str], int] = {}
     any_current = False
     for name in sorted(state.servers):
         server = state.servers[name]
@@ -170,16 +186,21 @@ def cluster_view(state: ClusterState, now: datetime) -> dict[str, Any]:
             component = server.components[component_name]
             beat = judge.beat(component, now)
             judged.append((component, beat))
+            if component.encryption_key_fingerprint:
+                rules.count_key(component, every_key)
             if beat[0] == "current":
                 any_current = True
                 rules.count_for_references(component, by_product, keys)
         judged_servers.append((server, judged))
     if any_current:
-        refs = rules.choose_references(by_product, keys)
+        refs = rules.choose_references(by_product, keys, every_key)
     else:  # none is current: the references come from all components
         refs = rules.references(state, set())
 
-    servers = [server_entry(s, judged, refs, config, now) for s, judged in judged_servers]
+    servers = [
+        server_entry(s, judged, refs, config, now, collection_failure(state, s.name))
+        for s, judged in judged_servers
+    ]
     return {**header(state, now, len(servers)), "servers": servers}
 
 

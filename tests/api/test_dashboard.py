@@ -50,8 +50,8 @@ def test_the_servers_table_is_semantic_markup(client):
     page = parse(client.get("/").get_data(as_text=True))
 
     headers = [th for th in page.all("th") if th.get("scope") == "col"]
-    # 7 columns of the servers table + 5 of the history table
-    assert len(headers) == 12
+    # 7 columns of the servers table + 7 of the targets table + 5 of the history table
+    assert len(headers) == 19
     assert any(th.get("scope") == "row" for th in page.all("th")), "rows are headed by the server"
     assert page.all("caption"), "the servers table has a caption"
 
@@ -153,3 +153,15 @@ def test_whoami_tells_the_page_which_controls_to_show(client, tokens):
     assert viewer == {"name": "viewer-1", "role": "viewer", "admin": False}
     assert admin == {"name": "admin-1", "role": "admin", "admin": True}
     assert agent["role"] == "agent"
+
+
+def test_the_targets_form_edits_exactly_what_the_api_accepts(client):
+    from api.targets import TargetChangeSchema
+
+    page = parse(client.get("/").get_data(as_text=True))
+    names = {i["name"] for i in page.all("input") if i.get("id", "").startswith("target-")}
+    assert names == {"server", *TargetChangeSchema().fields}
+    # Each field's error has a place next to it, announced with it.
+    for name in names:
+        field = next(i for i in page.all("input") if i.get("id") == f"target-{name}")
+        assert f"target-error-{name}" in field["aria-describedby"].split()

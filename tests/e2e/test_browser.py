@@ -320,3 +320,93 @@ def test_without_the_event_stream_the_page_polls_and_says_so(page, cluster):
     page.set_viewport_size({"width": 390, "height": 844})
     expect(row(page, "node04")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def _axe_violations(page, context=None) -> list[str]:
+    """axe-core's violations on the page as it is now (or within `context`, a CSS selector),
+    each as `rule: first offending element`."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, context=context).response
+    return [f"{v['id']}: {v['nodes'][0]['html'][:120]}" for v in results["violations"]]
+
+
+def test_an_admin_adds_a_polled_server_sees_a_field_error_and_removes_it(page, cluster):
+    cluster.agent.start()
+    sign_in(page, cluster.url, cluster.admin)
+    pane = page.locator("#targets")
+    expect(pane.locator("#no-targets")).to_be_visible(timeout=WAIT_MS)
+
+    # A URL the poller cannot use is refused, and the page says why next to the field.
+    page.get_by_label("Server name").fill("proget09")
+    url = page.get_by_label("Base URL")
+    url.fill("ftp://proget09/")
+    page.get_by_role("button", name="Save target").click()
+    error = page.locator("#target-error-url")
+    expect(error).to_contain_text("Not a valid URL", timeout=WAIT_MS)
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(url).to_be_focused()
+    # So is a timeout that would not end before the next poll (the API's cross-field rule).
+    url.fill("http://127.0.0.1:9/?token=s3cret")
+    page.get_by_label("Poll every").fill("5")
+    page.get_by_label("Poll timeout").fill("5")
+    page.get_by_role("button", name="Save target").click()
+    expect(page.locator("#target-error-timeout_seconds")).to_contain_text(
+        "shorter than the interval", timeout=WAIT_MS
+    )
+    expect(error).to_be_hidden()
+    assert _axe_violations(page) == [], "the pane with field errors is not accessible"
+
+    page.get_by_label("Poll timeout").fill("2")
+    page.get_by_role("button", name="Save target").click()
+    expect(page.locator("#target-status")).to_have_text("Saved proget09.", timeout=WAIT_MS)
+    target_row = pane.locator('#targets-body tr[data-server="proget09"]')
+    expect(target_row).to_have_count(1, timeout=WAIT_MS)
+    # The token in its URL is never shown.
+    expect(target_row.locator("td.url")).to_have_text("http://127.0.0.1:9/?token=***")
+    expect(target_row.locator("td.every")).to_have_text("5 s (timeout 2 s)")
+    assert "s3cret" not in page.content()
+    status, listed = call(cluster.url, "GET", "/api/v1/targets", cluster.viewer)
+    assert status == 200 and [t["server"] for t in listed["targets"]] == ["proget09"]
+
+    # Changing it keeps the stored URL (secret included) unless a new one is typed.
+    target_row.get_by_role("button", name="Change the target proget09").click()
+    expect(url).to_have_value("")
+    expect(url).to_have_attribute("placeholder", "http://127.0.0.1:9/?token=***")
+    page.get_by_label("Poll every").fill("60")
+    page.get_by_role("button", name="Save target").click()
+    expect(target_row.locator("td.every")).to_contain_text("60 s", timeout=WAIT_MS)
+    expect(target_row.locator("td.url")).to_have_text("http://127.0.0.1:9/?token=***")
+    assert _axe_violations(page) == [], "the page with a target is not accessible"
+
+    # Stopping the polls asks first, then the row goes.
+    target_row.get_by_role("button", name="Stop polling proget09").click()
+    dialog = page.locator("#confirm-target-remove")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("clustermon will stop polling proget09")
+    dialog.get_by_role("button", name="Stop polling proget09 now").click()
+    expect(dialog).to_be_hidden(timeout=WAIT_MS)
+    expect(target_row).to_have_count(0, timeout=WAIT_MS)
+    expect(pane.locator("#no-targets")).to_be_visible()
+    status, page_of_events = call(
+        cluster.url, "GET", "/api/v1/events?type=TargetRemoved", cluster.viewer
+    )
+    assert [e["metadata"]["actor"] for e in page_of_events["events"]] == ["admin-e2e"]
+
+
+def test_a_viewer_sees_the_polled_servers_without_the_admin_controls(page, cluster):
+    status, _ = call(
+        cluster.url,
+        "PUT",
+        "/api/v1/targets/proget01",
+        cluster.admin,
+        {"url": "https://monitor:pa55@127.0.0.1:9/"},
+    )
+    assert status == 200
+    sign_in(page, cluster.url, cluster.viewer)
+    target_row = page.locator('#targets-body tr[data-server="proget01"]')
+    expect(target_row).to_have_count(1, timeout=WAIT_MS)
+    expect(target_row.locator("td.url")).to_have_text("https://monitor:***@127.0.0.1:9/")
+    expect(page.locator("#target-form")).to_be_hidden()
+    expect(target_row.get_by_role("button")).to_have_count(0)
+    assert _axe_violations(page) == [], "the viewer's page is not accessible"

@@ -109,7 +109,7 @@ def _view_by_the_rules(state, now):
             findings.append((c.name, health, reasons))
             components.append((c.name, health, reasons, beat.state, beat.stale_since))
         version_ok, key_ok = rules.version_in_sync(server, refs), rules.key_in_sync(server, refs)
-        health, reasons = rules.server_health(findings, version_ok, key_ok, refs)
+        health, reasons = rules.server_health(findings, version_ok, key_ok, refs, server)
         servers.append((server.name, health, reasons, version_ok, key_ok, components))
     return servers
 
