@@ -225,7 +225,10 @@ def _heartbeat(state: ClusterState, e: HeartbeatRecorded, r: RecordedEvent) -> N
     component.verification = e.verification
     component.product = e.product
     component.product_version = e.product_version
-    component.encryption_key_fingerprint = e.encryption_key_fingerprint
+    # Only an agent on the machine can read the key: the /health poller's heartbeats of the
+    # same server carry none, and must not erase the agent's fingerprint (issue #18).
+    if e.encryption_key_fingerprint is not None:
+        component.encryption_key_fingerprint = e.encryption_key_fingerprint
     component.message = e.message
     component.last_heartbeat_at = _utc(r.recorded_at)
     component.last_heartbeat_position = r.position

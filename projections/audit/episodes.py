@@ -324,7 +324,10 @@ class EpisodeBuilder:
             dirty = component is None or (
                 component.product_version != e.product_version
                 or component.product != e.product
-                or component.encryption_key_fingerprint != e.encryption_key_fingerprint
+                or (
+                    e.encryption_key_fingerprint is not None  # None keeps the known key
+                    and component.encryption_key_fingerprint != e.encryption_key_fingerprint
+                )
             )
         return dirty
 

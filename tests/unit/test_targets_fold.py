@@ -118,3 +118,18 @@ def test_a_timeout_not_shorter_than_the_interval_is_refused_on_the_field_named()
 def test_removing_an_unknown_target_is_refused():
     with pytest.raises(decisions.NotATarget):
         decisions.target_removal("p9", None)
+
+
+def test_the_pollers_heartbeats_keep_the_key_fingerprint_the_agent_reported():
+    key, new_key = "a" * 64, "b" * 64
+
+    def beat(fingerprint, actor):
+        event = HeartbeatRecorded(
+            server="p1", component="service", sent_at=T, encryption_key_fingerprint=fingerprint
+        )
+        return event, actor
+
+    state = fold(_log(beat(key, "agent-p1"), beat(None, COLLECTOR_ACTOR)))
+    assert state.component("p1", "service").encryption_key_fingerprint == key
+    state = fold(_log(beat(key, "agent-p1"), beat(None, COLLECTOR_ACTOR), beat(new_key, "agent")))
+    assert state.component("p1", "service").encryption_key_fingerprint == new_key
