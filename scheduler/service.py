@@ -12,7 +12,11 @@ Jobs (explicit ids; all `coalesce=True`, `max_instances=1`):
 - `snapshot` every minute: `take_snapshot` (it decides itself whether a snapshot is due; the
   cadence is the read model's business).
 - `reports` every minute: `run_due_reports`.
-Only the leader runs sweep, catch-up and snapshot jobs.
+- `collect` every second: hand the targets of the index to the /health poller
+  (collector/poller.py) and keep it polling; it polls on a loop of its own, so a takeover
+  resumes polling within about two seconds (this job's period plus the election's) and a
+  step-down (or a lost lock) stops it at once.
+Only the leader runs sweep, catch-up, snapshot, reports and collection.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from collector.poller import CA_BUNDLE_ENV, Poller
 from eventstore.clock import Clock
+from eventstore.commands import ClusterCommands
 from eventstore.db import unavailable_reason
 from eventstore.store import EventStore
 from projections.readmodel.runner import ProjectionRunner
@@ -40,6 +46,7 @@ from scheduler.sweep import default_detector, emit_timeouts
 
 if TYPE_CHECKING:
     from domain.events import MonitorResumed
+    from domain.state import ClusterState
 
 log = logging.getLogger("clustermon.scheduler")
 
@@ -55,6 +62,7 @@ class SchedulerService:
         sweep_interval_seconds: float = 1.0,
         detector: str | None = None,
         lock: LeaderLock | None = None,
+        collector: Poller | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -66,6 +74,10 @@ class SchedulerService:
         self._liveness_at: datetime | None = None
         self._mutex = threading.RLock()
         self._projection_runner: ProjectionRunner | None = None
+        # Built now so that a bad CLUSTERMON_COLLECTOR_CA_BUNDLE stops the start, loudly.
+        self.collector = collector or Poller(
+            ClusterCommands(store), clock, ca_bundle=os.environ.get(CA_BUNDLE_ENV) or None
+        )
 
     @property
     def leading(self) -> bool:
@@ -81,6 +93,7 @@ class SchedulerService:
                 if not self.lock.still_held():
                     log.warning("%s: lost the leader lock, standing by", self.detector)
                     self.leading_since = None
+                    self.collector.stop(timeout=2.0)
                     return False
                 self._record_liveness()
                 return True
@@ -127,6 +140,7 @@ class SchedulerService:
         acquired = self._mutex.acquire(timeout=timeout)
         try:
             self.leading_since = None
+            self.collector.stop(timeout=2.0)
             self.lock.release()
         finally:
             if acquired:
@@ -153,6 +167,16 @@ class SchedulerService:
     def reports_job(self) -> None:
         if self.elect():
             run_due_reports(self.store, self.clock())
+
+    def collect_job(self) -> None:
+        with self._mutex:  # the index is not shared with a concurrent election's follow
+            if self.elect():
+                self.collector.lead(self._followed())
+
+    def _followed(self) -> ClusterState:
+        """The index's state, caught up with the log (targets added or changed a moment ago)."""
+        self.index.follow(self.store)
+        return self.index.state
 
     def _runner(self):
         if self._projection_runner is None:
@@ -247,6 +271,15 @@ def build_scheduler(service: SchedulerService, scheduler=None):
         seconds=60,
         id="snapshot",
         misfire_grace_time=300,
+        **common,
+    )
+    scheduler.add_job(
+        guard(service.collect_job),
+        "interval",
+        seconds=1,
+        id="collect",
+        next_run_time=start,
+        misfire_grace_time=5,
         **common,
     )
     # run_due_reports is idempotent and cheap when nothing is due.
