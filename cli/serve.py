@@ -189,7 +189,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     type=int,
     default=0,
     show_default=True,
-    help="also play N demo servers sending heartbeats (one with a dead service)",
+    help="also play N demo servers sending heartbeats (one with a dead service), and N fake"
+    " ProGet servers polled at their /health (one turning its service to Error after a minute)",
 )
 @with_appcontext
 def run(host: str | None, port: int | None, simulated: int) -> None:
@@ -212,6 +213,7 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
             )
         if 0 < app.config["NEW_SERVERS_PER_HOUR"] < simulated:  # the demo asked for them
             app.config["NEW_SERVERS_PER_HOUR"] = simulated
+        demo += _poll_fake_products(svc.commands, simulated)
         agent = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
         # The token goes by the environment: a command line is readable by every local user.
         simulator = ["simulate", "--servers", str(simulated), "--url", url]
@@ -249,6 +251,28 @@ def _configure_demo(commands) -> bool:
     metadata = {"actor": "simulator", "role": "admin", "source": None, "correlation_id": None}
     commands.change_configuration(DEMO_CONFIGURATION, metadata)
     return True
+
+
+POLLED_DEMO_PREFIX = "proget"
+
+
+def _poll_fake_products(commands, count: int) -> str:
+    """Fake ProGet servers answering /health (collector/fake_product.py) from a thread of this
+    process, so they end with it, and a target for each: the demo shows agentless polling. The
+    last one reports its service as Error after a minute. What to print about them."""
+    from collector import fake_product
+
+    names = [f"{POLLED_DEMO_PREFIX}{i:02d}" for i in range(1, count + 1)]
+    base, _stop = fake_product.start(names, error_after=60)
+    metadata = {"actor": "simulator", "role": "admin", "source": None, "correlation_id": None}
+    interval = DEMO_CONFIGURATION["heartbeat_frequency_seconds"]
+    for name in names:
+        settings = {"url": fake_product.target_url(base, name), "interval_seconds": interval}
+        commands.configure_target(name, settings, metadata)
+    return (
+        f"polled: {', '.join(names)} (fake ProGet servers at {base}/<name>/health, every"
+        f" {interval} s; {names[-1]}'s service turns to Error after a minute)\n"
+    )
 
 
 def _spawn(*args: str, env: dict | None = None):

@@ -90,18 +90,38 @@ def _states(view: dict | None) -> dict[tuple[str, str], str]:
     }
 
 
+def _statuses(view: dict | None) -> dict[tuple[str, str], str]:
+    return {
+        (s["name"], c["name"]): c["status"]
+        for s in (view or {}).get("servers", [])
+        for c in s["components"]
+    }
+
+
 def test_run_simulate_shows_a_dead_service_stale_within_a_minute(tmp_path):
     started = time.monotonic()
     with laptop([*CLUSTERMON, "run", "--simulate", "3"], tmp_path) as (url, token):
         view = None
         while time.monotonic() - started < 60:
             view = _view(url, token)
-            if _states(view).get(("node02", "service")) == "stale":
+            if _states(view).get(("node02", "service")) == "stale" and len(_states(view)) == 12:
                 break
             time.sleep(1)
         states = _states(view)
-        assert len(states) == 6, view  # three servers, web and service each
+        # Three agents and three polled fake ProGet servers, web and service each.
+        assert len(states) == 12, view
         assert [k for k, state in states.items() if state == "stale"] == [("node02", "service")]
+        polled = [s for s in view["servers"] if s["name"].startswith("proget")]
+        assert sorted(s["name"] for s in polled) == ["proget01", "proget02", "proget03"]
+        assert {c["product_version"] for s in polled for c in s["components"]} == {"23.0.27"}
+        targets = _view(url.replace("/cluster", "/targets"), token)
+        assert [t["last_poll"]["ok"] for t in targets["targets"]] == [True, True, True]
+        # proget03's service turns to Error a minute after the start: the poller says so.
+        while time.monotonic() - started < 100:
+            if _statuses(view := _view(url, token)).get(("proget03", "service")) == "error":
+                break
+            time.sleep(1)
+        assert _statuses(view)[("proget03", "service")] == "error", view
         assert view["configuration"]["stale_timeout_seconds"] == 30  # the demo's, on a new log
         [node02] = [s for s in view["servers"] if s["name"] == "node02"]
         [service] = [c for c in node02["components"] if c["name"] == "service"]
