@@ -25,6 +25,7 @@ from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery
 from api.schemas import SERVER_NAME
 from api.services import Services, services
+from collector import poll_log
 from collector.tables import target_polls
 from domain.decisions import InvalidConfiguration, NotATarget
 from domain.state import ClusterState, TargetState
@@ -155,9 +156,11 @@ def delete_target(server: str):
     except ValidationError:
         raise Problem(404, f"{server!r} is not a polled target", kind="not-found") from None
     try:
-        recorded = services(current_app).commands.remove_target(server, request_metadata())
+        svc = services(current_app)
+        recorded = svc.commands.remove_target(server, request_metadata())
     except NotATarget as exc:
         raise Problem(404, str(exc), kind="not-found") from None
+    poll_log.forget(svc.engine, server)
     return {"removed": {"server": server}, "position": recorded.position}
 
 

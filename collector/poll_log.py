@@ -60,3 +60,9 @@ def last_polls(engine: sa.Engine) -> dict[str, PollRow]:
             row.server: PollRow(row.server, row.at, row.ok, row.error, row.seconds)
             for row in conn.execute(sa.select(target_polls))
         }
+
+
+def forget(engine: sa.Engine, server: str) -> None:
+    """Drop a removed target's last poll: added again later, it must not show the old one."""
+    with engine.begin() as conn:
+        conn.execute(target_polls.delete().where(target_polls.c.server == server))

@@ -85,12 +85,17 @@ def test_delete_stops_polling_records_the_removal_and_a_second_delete_is_404(app
     assert again.mimetype == "application/problem+json"
 
 
-def test_a_removed_target_can_be_added_again(client, tokens):
+def test_a_removed_target_can_be_added_again_without_its_old_last_poll(app, client, tokens, clock):
     _put(client, tokens, "p1", {"url": "http://p1"})
+    with services(app).engine.begin() as conn:
+        old_poll = {"server": "p1", "at": clock(), "ok": True, "error": None, "seconds": 0.01}
+        conn.execute(target_polls.insert(), [old_poll])
+    assert _get(client, tokens).get_json()["targets"][0]["last_poll"]["ok"] is True
     client.delete("/api/v1/targets/p1", headers=tokens["admin"])
     response = _put(client, tokens, "p1", {"url": "http://p1.new"})
     assert response.status_code == 200, response.get_json()
-    assert [t["url"] for t in _get(client, tokens).get_json()["targets"]] == ["http://p1.new"]
+    [target] = _get(client, tokens).get_json()["targets"]
+    assert (target["url"], target["last_poll"]) == ("http://p1.new", None)
 
 
 @pytest.mark.parametrize("server", ["unknown", "bad%20name", "-dash-first"])
