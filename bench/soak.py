@@ -11,7 +11,7 @@ shortest stale timeout the API accepts (two periods, 60 s), set with PUT
 /api/v1/cluster/configuration. The load is one separate asyncio process (bench/soak_load.py):
 N servers with two components each, 50 dashboards reading /cluster every 5 s, 20 live event
 streams, one time-travel read a second, and a few servers at a time whose Service stops, to
-measure the detection delay. [200 polled targets: not built yet; `--targets` is the hook.]
+measure the detection delay, and 200 fake product servers polled at their /health (`--targets`).
 
 Every sample interval prints one row (throughput, p50/p99 per request kind, detection delay,
 projection lag from /readyz, how late the generator sent, how busy the machine was) and one
@@ -320,7 +320,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--time-travel-every", type=float, default=1.0)
     parser.add_argument("--victim-every", type=float, default=10.0)
     parser.add_argument(
-        "--targets", type=int, default=0, help="polled product targets (not built yet: a hook)"
+        "--targets", type=int, default=200, help="fake product servers polled at their /health"
     )
     parser.add_argument("--workers", type=int, help="per serve instance; default: serve's")
     parser.add_argument(
@@ -396,7 +396,7 @@ def main() -> None:
                 "stale_timeout_seconds": int(args.stale_timeout),
             }
         )
-        start_polled_targets(deployment, args.targets)
+        start_polled_targets(deployment, args.targets, args.period)
         plan = LoadPlan(
             urls=tuple(deployment.urls),
             agent=deployment.agent,

@@ -14,6 +14,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -51,12 +52,17 @@ class Deployment:
     log_dir: Path
     serve: list[subprocess.Popen] = field(default_factory=list)
     schedulers: list[subprocess.Popen] = field(default_factory=list)
+    products: list[subprocess.Popen] = field(default_factory=list)  # fake /health servers
 
     def configure(self, settings: dict) -> dict:
         """PUT /api/v1/cluster/configuration as the admin; the new configuration."""
+        return self.put("/api/v1/cluster/configuration", settings)
+
+    def put(self, path: str, body: dict) -> dict:
+        """PUT `body` at `path` as the admin; the answer."""
         request = urllib.request.Request(
-            self.urls[0] + "/api/v1/cluster/configuration",
-            data=orjson.dumps(settings),
+            self.urls[0] + path,
+            data=orjson.dumps(body),
             headers={"Authorization": f"Bearer {self.admin}", "Content-Type": "application/json"},
             method="PUT",
         )
@@ -176,7 +182,7 @@ def deployed(
             _wait_for_leader(deployment)
             yield deployment
         finally:
-            _stop([*deployment.serve, *deployment.schedulers])
+            _stop([*deployment.serve, *deployment.schedulers, *deployment.products])
 
 
 def _wait_for_leader(deployment: Deployment, seconds: float = 60) -> None:
@@ -205,17 +211,29 @@ def _stop(children: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def start_polled_targets(deployment: Deployment, count: int) -> None:
-    """The hook for the issue's "200 polled targets" (not built yet: there is no collector).
-
-    When the collector exists: start `count` fake product servers answering GET /health on
-    127.0.0.1 (one small threaded http.server each, or one asyncio server on many ports, in
-    its own process so that it does not share the load generator's loop), register each with
-    PUT /api/v1/targets/{server} {"url": ..., "interval_seconds": 30} as the admin, and add
-    their process to the ProcessWatch roots in bench/soak.py. The collector's heartbeats then
-    go through the same ingest path, and /cluster's p99 already measures what they add."""
-    if count:
-        raise SystemExit(
-            f"--targets {count}: polled targets are not built yet (no collector); see"
-            " bench/soak_deploy.py start_polled_targets for what to add when they are"
-        )
+def start_polled_targets(deployment: Deployment, count: int, period: float) -> None:
+    """`count` fake product servers answering GET /health (collector/fake_product.py, one
+    asyncio process of their own, so they share neither the load generator's loop nor a
+    clustermon process), each registered as a target polled every `period` seconds. The
+    collector's heartbeats go through the same ingest path; /cluster's p99 measures them."""
+    if not count:
+        return
+    log = open(deployment.log_dir / "products.log", "wb")  # noqa: SIM115 - the child's, for good
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector.fake_product", "--servers", str(count)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        preexec_fn=_die_with_us,
+        start_new_session=True,
+    )
+    deployment.products.append(process)
+    assert process.stdout is not None
+    base = process.stdout.readline().decode().strip()  # its first line: where it listens
+    if not base.startswith("http"):
+        raise SystemExit(f"the fake product servers did not start; see {log.name}")
+    for n in range(1, count + 1):
+        name = f"fake-{n:04d}"  # fake_product's default names
+        body = {"url": f"{base}/{name}", "interval_seconds": int(period)}
+        deployment.put(f"/api/v1/targets/{name}", body)
+    print(f"{count} targets polled every {period:g} s: fake product servers at {base}", flush=True)
