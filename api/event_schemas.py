@@ -13,7 +13,7 @@ from api.fields import (
     _optional_text,
     _seconds,
 )
-from domain.events import COLLECTION_FAILURES, COMPONENTS, STATUSES, VERIFICATIONS
+from domain.events import COLLECTION_FAILURES, COMPONENTS, STATUSES, TRIGGERS, VERIFICATIONS
 
 
 class HeartbeatRecordedSchema(Schema):
@@ -111,6 +111,39 @@ class CollectionFailedSchema(Schema):
     at = fields.AwareDateTime(required=True)
 
 
+class ChannelConfiguredSchema(Schema):
+    """`url_encrypted` is the sealed URL: never shown (GET /events drops it)."""
+
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+    target = fields.String(required=True, metadata={"description": "the URL, secrets masked"})
+    url_encrypted = fields.String(required=True, load_only=True)
+    on = fields.List(fields.String(validate=validate.OneOf(TRIGGERS)), required=True)
+    servers = fields.List(fields.String(), load_default=None, allow_none=True)
+    min_outage_seconds = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    enabled = fields.Boolean(load_default=True)
+
+
+class ChannelRemovedSchema(Schema):
+    name = fields.String(required=True)
+
+
+class SilenceCreatedSchema(Schema):
+    id = fields.String(required=True)
+    starts_at = fields.AwareDateTime(required=True)
+    ends_at = fields.AwareDateTime(required=True)
+    servers = fields.List(fields.String(), load_default=None, allow_none=True)
+    components = fields.List(
+        fields.String(validate=validate.OneOf(COMPONENTS)), load_default=None, allow_none=True
+    )
+    comment = fields.String(load_default=None, allow_none=True)
+
+
+class SilenceEndedSchema(Schema):
+    id = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
 EVENT_SCHEMAS: dict[str, type[Schema]] = {
     "HeartbeatRecorded": HeartbeatRecordedSchema,
     "ConfigurationChanged": ConfigurationChangedSchema,
@@ -121,4 +154,8 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {
     "TargetConfigured": TargetConfiguredSchema,
     "TargetRemoved": TargetRemovedSchema,
     "CollectionFailed": CollectionFailedSchema,
+    "ChannelConfigured": ChannelConfiguredSchema,
+    "ChannelRemoved": ChannelRemovedSchema,
+    "SilenceCreated": SilenceCreatedSchema,
+    "SilenceEnded": SilenceEndedSchema,
 }

@@ -14,16 +14,21 @@ from typing import Any
 from domain import rules
 from domain.events import (
     COMPONENTS,
+    TRIGGERS,
+    ChannelConfigured,
+    ChannelRemoved,
     ComponentRecovered,
     ComponentRemoved,
     ComponentTimedOut,
     ConfigurationChanged,
     Event,
     HeartbeatRecorded,
+    SilenceCreated,
+    SilenceEnded,
     TargetConfigured,
     TargetRemoved,
 )
-from domain.state import ComponentState, Configuration, TargetState
+from domain.state import ChannelState, ComponentState, Configuration, SilenceState, TargetState
 
 INGEST_DETECTOR = "ingest"
 
@@ -33,6 +38,14 @@ class NotInCluster(LookupError):
 
 
 class NotATarget(LookupError):
+    pass
+
+
+class NotAChannel(LookupError):
+    pass
+
+
+class NotASilence(LookupError):
     pass
 
 
@@ -194,3 +207,64 @@ def target_removal(server: str, current: TargetState | None) -> TargetRemoved:
     if current is None:
         raise NotATarget(f"{server} is not a polled target")
     return TargetRemoved(server=server)
+
+
+def channel_change(
+    current: ChannelState | None, configured: ChannelConfigured
+) -> ChannelConfigured | None:
+    """The event that creates or changes a channel (None: it already is exactly that; the URL
+    compares by its sealed form, which differs at every seal, so a PUT with a URL always
+    records). Raises InvalidConfiguration on an unknown trigger or a negative grace."""
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(configured.on) - set(TRIGGERS))
+    if unknown:
+        errors["on"] = [f"unknown triggers {unknown}: choose from {list(TRIGGERS)}"]
+    if configured.min_outage_seconds < 0:
+        errors["min_outage_seconds"] = ["must be 0 or more"]
+    if errors:
+        raise InvalidConfiguration(errors)
+    if current is not None and current.url_encrypted == configured.url_encrypted:
+        same = (
+            current.kind,
+            current.target,
+            current.on,
+            current.servers,
+            current.min_outage_seconds,
+            current.enabled,
+        ) == (
+            configured.kind,
+            configured.target,
+            list(configured.on),
+            configured.servers,
+            configured.min_outage_seconds,
+            configured.enabled,
+        )
+        if same:
+            return None
+    return configured
+
+
+def channel_removal(name: str, current: ChannelState | None) -> ChannelRemoved:
+    if current is None:
+        raise NotAChannel(f"there is no notification channel named {name!r}")
+    return ChannelRemoved(name=name)
+
+
+def silence(created: SilenceCreated, now: datetime) -> SilenceCreated:
+    """A new silence, refused (InvalidConfiguration) when it would end before it starts or
+    has already ended."""
+    errors: dict[str, list[str]] = {}
+    if created.ends_at <= created.starts_at:
+        errors["ends_at"] = ["must be later than starts_at"]
+    elif created.ends_at <= now:
+        errors["ends_at"] = ["must be in the future: this silence would never be active"]
+    if errors:
+        raise InvalidConfiguration(errors)
+    return created
+
+
+def silence_end(silence_id: str, current: SilenceState | None, now: datetime) -> SilenceEnded:
+    """Ending a silence early (ending one already over is refused: nothing would change)."""
+    if current is None or current.ends_at <= now:
+        raise NotASilence(f"there is no active or future silence {silence_id!r}")
+    return SilenceEnded(id=silence_id, at=now)

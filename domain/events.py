@@ -29,6 +29,27 @@ def component_stream(server: str, component: str) -> str:
     return f"{server}/{component}"
 
 
+# What a notification channel may be sent on (API.md v1.1, "Notifications").
+TRIGGERS = (
+    "stale",
+    "recovered",
+    "version_drift",
+    "key_mismatch",
+    "cluster_outage",
+    "monitor_resumed",
+    "daily_report",
+    "weekly_report",
+)
+
+
+def channel_stream(name: str) -> str:
+    return f"channel:{name}"
+
+
+def silence_stream(silence_id: str) -> str:
+    return f"silence:{silence_id}"
+
+
 def target_stream(server: str) -> str:
     """A polled server's stream: its target's configuration and its collection failures. The
     prefix keeps it apart from component streams, which are `server/component`."""
@@ -232,6 +253,77 @@ class CollectionFailed(_TargetEvent):
 
 TARGET_EVENTS = (TargetConfigured, TargetRemoved, CollectionFailed)
 
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfigured(Event):
+    """An admin created or changed a notification channel (the whole channel, not a change).
+    Holds no secret: `target` is the URL with its secrets masked (what people see), and
+    `url_encrypted` the full URL sealed with CLUSTERMON_SECRET_KEY (notify/secrets.py), which
+    only the sender opens. `kind`: "webhook" (http/https: clustermon's own JSON webhook) or the
+    Apprise scheme ("mailto", "slack", "msteams", "json", ...)."""
+
+    type: ClassVar[str] = "ChannelConfigured"
+
+    name: str
+    kind: str
+    target: str
+    url_encrypted: str
+    on: list[str]
+    servers: list[str] | None = None  # None: every server
+    min_outage_seconds: int = 0
+    enabled: bool = True
+
+    @property
+    def stream(self) -> str:
+        return channel_stream(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRemoved(Event):
+    type: ClassVar[str] = "ChannelRemoved"
+
+    name: str
+
+    @property
+    def stream(self) -> str:
+        return channel_stream(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceCreated(Event):
+    """A maintenance window: deliveries it matches are suppressed (the outages are still
+    recorded, shown and counted). `servers`/`components` None: every one."""
+
+    type: ClassVar[str] = "SilenceCreated"
+    _datetime_fields: ClassVar[tuple[str, ...]] = ("starts_at", "ends_at")
+
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+    servers: list[str] | None = None
+    components: list[str] | None = None
+    comment: str | None = None
+
+    @property
+    def stream(self) -> str:
+        return silence_stream(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceEnded(Event):
+    """An admin ended a silence before its end time."""
+
+    type: ClassVar[str] = "SilenceEnded"
+    _datetime_fields: ClassVar[tuple[str, ...]] = ("at",)
+
+    id: str
+    at: datetime
+
+    @property
+    def stream(self) -> str:
+        return silence_stream(self.id)
+
+
 CATALOG: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -244,6 +336,10 @@ CATALOG: dict[str, type[Event]] = {
         TargetConfigured,
         TargetRemoved,
         CollectionFailed,
+        ChannelConfigured,
+        ChannelRemoved,
+        SilenceCreated,
+        SilenceEnded,
     )
 }
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from domain.events import (
     COLLECTOR_ACTOR,
+    ChannelConfigured,
+    ChannelRemoved,
     CollectionFailed,
     ComponentRecovered,
     ComponentRemoved,
@@ -25,6 +27,8 @@ from domain.events import (
     HeartbeatRecorded,
     MonitorResumed,
     RecordedEvent,
+    SilenceCreated,
+    SilenceEnded,
     TargetConfigured,
     TargetRemoved,
 )
@@ -115,6 +119,58 @@ class TargetState:
 
 
 @dataclass(slots=True)
+class ChannelState:
+    """A notification channel as configured (no secret in clear: see ChannelConfigured)."""
+
+    name: str
+    kind: str
+    target: str
+    url_encrypted: str
+    on: list[str]
+    servers: list[str] | None = None
+    min_outage_seconds: int = 0
+    enabled: bool = True
+    version: int = 0  # of its stream
+    configured_position: int = 0  # the event that configured it last
+
+    def to_dict(self) -> dict[str, Any]:
+        return _fields(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChannelState:
+        return cls(**data)
+
+
+@dataclass(slots=True)
+class SilenceState:
+    id: str
+    starts_at: datetime
+    ends_at: datetime  # the end it was created with, or when it was ended early
+    servers: list[str] | None = None
+    components: list[str] | None = None
+    comment: str | None = None
+    ended_early: bool = False
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, server: str | None, component: str | None) -> bool:
+        """Whether it covers a message about `server`'s `component` (None: cluster-wide, which
+        only a silence of every server covers)."""
+        if self.servers is not None and (server is None or server not in self.servers):
+            return False
+        return self.components is None or component is None or component in self.components
+
+    def to_dict(self) -> dict[str, Any]:
+        return _fields(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SilenceState:
+        data = {**data, "starts_at": _dt(data["starts_at"]), "ends_at": _dt(data["ends_at"])}
+        return cls(**data)
+
+
+@dataclass(slots=True)
 class ClusterState:
     configuration: Configuration = field(default_factory=Configuration)
     servers: dict[str, ServerState] = field(default_factory=dict)
@@ -122,6 +178,8 @@ class ClusterState:
     recorded_at: datetime | None = None  # when that event was recorded
     monitor_resumed_at: datetime | None = None
     targets: dict[str, TargetState] = field(default_factory=dict)
+    channels: dict[str, ChannelState] = field(default_factory=dict)
+    silences: dict[str, SilenceState] = field(default_factory=dict)
 
     def copy(self) -> ClusterState:
         return copy.deepcopy(self)
@@ -150,6 +208,8 @@ class ClusterState:
             "recorded_at": self.recorded_at,
             "monitor_resumed_at": self.monitor_resumed_at,
             "targets": [t.to_dict() for t in self.targets.values()],
+            "channels": [c.to_dict() for c in self.channels.values()],
+            "silences": [x.to_dict() for x in self.silences.values()],
         }
 
     @classmethod
@@ -170,7 +230,17 @@ class ClusterState:
         for t in data.get("targets", ()):  # snapshots taken before targets existed have none
             target = TargetState.from_dict(t)
             state.targets[target.server] = target
+        state.set_notification_config(data.get("channels", ()), data.get("silences", ()))
         return state
+
+    def set_notification_config(self, channels, silences) -> None:
+        """Channels and silences from their dict forms (snapshots, the read tables)."""
+        for c in channels:
+            channel = ChannelState.from_dict(c)
+            self.channels[channel.name] = channel
+        for x in silences:
+            silence = SilenceState.from_dict(x)
+            self.silences[silence.id] = silence
 
 
 def _fields(obj) -> dict[str, Any]:
@@ -297,6 +367,43 @@ def _collection_failed(state: ClusterState, e: CollectionFailed, r: RecordedEven
         target.version = r.version
 
 
+def _channel_configured(state: ClusterState, e: ChannelConfigured, r: RecordedEvent) -> None:
+    state.channels[e.name] = ChannelState(
+        e.name,
+        e.kind,
+        e.target,
+        e.url_encrypted,
+        list(e.on),
+        list(e.servers) if e.servers is not None else None,
+        e.min_outage_seconds,
+        e.enabled,
+        r.version,
+        r.position,
+    )
+
+
+def _channel_removed(state: ClusterState, e: ChannelRemoved, r: RecordedEvent) -> None:
+    state.channels.pop(e.name, None)
+
+
+def _silence_created(state: ClusterState, e: SilenceCreated, r: RecordedEvent) -> None:
+    state.silences[e.id] = SilenceState(
+        e.id,
+        _utc(e.starts_at),
+        _utc(e.ends_at),
+        list(e.servers) if e.servers is not None else None,
+        list(e.components) if e.components is not None else None,
+        e.comment,
+    )
+
+
+def _silence_ended(state: ClusterState, e: SilenceEnded, r: RecordedEvent) -> None:
+    silence = state.silences.get(e.id)
+    if silence is not None and e.at < silence.ends_at:
+        # A new object, not a change in place: copy-on-write readers share the old one.
+        state.silences[e.id] = replace(silence, ends_at=_utc(e.at), ended_early=True)
+
+
 _HANDLERS: dict[type[Event], Callable[[ClusterState, Any, RecordedEvent], None]] = {
     HeartbeatRecorded: _heartbeat,
     ConfigurationChanged: _configuration,
@@ -307,4 +414,8 @@ _HANDLERS: dict[type[Event], Callable[[ClusterState, Any, RecordedEvent], None]]
     TargetConfigured: _target_configured,
     TargetRemoved: _target_removed,
     CollectionFailed: _collection_failed,
+    ChannelConfigured: _channel_configured,
+    ChannelRemoved: _channel_removed,
+    SilenceCreated: _silence_created,
+    SilenceEnded: _silence_ended,
 }

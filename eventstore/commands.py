@@ -29,11 +29,15 @@ from domain.decisions import Policy, Tail
 from domain.events import (
     CLUSTER_STREAM,
     MONITOR_STREAM,
+    ChannelConfigured,
     CollectionFailed,
+    SilenceCreated,
+    channel_stream,
     component_stream,
+    silence_stream,
     target_stream,
 )
-from domain.state import ClusterState, Configuration, TargetState, fold
+from domain.state import ChannelState, ClusterState, Configuration, SilenceState, TargetState, fold
 from eventstore import postgres_heartbeats
 from eventstore.db import write_connection
 from eventstore.store import (
@@ -332,6 +336,55 @@ class ClusterCommands:
                 [NewEvent(failure, metadata=metadata)],
                 expected_version=current.version,
                 connection=conn,
+            )
+        return result.recorded[0]
+
+    # --- notification channels and silences -------------------------------------------------
+
+    def _stream_state(self, stream: str, conn: sa.Connection) -> tuple[ClusterState, int]:
+        events = self.store.read_stream(stream, connection=conn)
+        return fold(events, ClusterState()), events[-1].version if events else 0
+
+    def channel(self, name: str) -> ChannelState | None:
+        return fold(self.store.read_stream(channel_stream(name)), ClusterState()).channels.get(name)
+
+    def configure_channel(
+        self, configured: ChannelConfigured, metadata: Mapping[str, Any]
+    ) -> RecordedEvent | None:
+        """Create or change a channel (None: nothing changed)."""
+        with self._locked() as conn:
+            state, version = self._stream_state(channel_stream(configured.name), conn)
+            change = decisions.channel_change(state.channels.get(configured.name), configured)
+            if change is None:
+                return None
+            result = self.store.append(
+                [NewEvent(change, metadata=metadata)], expected_version=version, connection=conn
+            )
+        return result.recorded[0]
+
+    def remove_channel(self, name: str, metadata: Mapping[str, Any]) -> RecordedEvent:
+        with self._locked() as conn:
+            state, version = self._stream_state(channel_stream(name), conn)
+            removal = decisions.channel_removal(name, state.channels.get(name))
+            result = self.store.append(
+                [NewEvent(removal, metadata=metadata)], expected_version=version, connection=conn
+            )
+        return result.recorded[0]
+
+    def create_silence(self, created: SilenceCreated, metadata: Mapping[str, Any]) -> RecordedEvent:
+        event = decisions.silence(created, self.store.clock())
+        result = self.store.append(
+            [NewEvent(event, metadata=metadata)], expected_version={silence_stream(created.id): 0}
+        )
+        return result.recorded[0]
+
+    def end_silence(self, silence_id: str, metadata: Mapping[str, Any]) -> RecordedEvent:
+        with self._locked() as conn:
+            state, version = self._stream_state(silence_stream(silence_id), conn)
+            current: SilenceState | None = state.silences.get(silence_id)
+            ended = decisions.silence_end(silence_id, current, self.store.clock())
+            result = self.store.append(
+                [NewEvent(ended, metadata=metadata)], expected_version=version, connection=conn
             )
         return result.recorded[0]
 

@@ -44,13 +44,15 @@ def copy_on_write_fold(old: ClusterState, events) -> ClusterState:
     """`fold(events, old.copy())` without copying what the events do not touch: the new state
     shares untouched servers with `old`, which readers may still be evaluating (never changed).
     """
-    new = ClusterState(
+    # replace() keeps every other field as it is (shared: the fold replaces, never mutates,
+    # channels and silences).
+    new = dataclasses.replace(
+        old,
         configuration=dataclasses.replace(old.configuration),
         servers=dict(old.servers),
-        position=old.position,
-        recorded_at=old.recorded_at,
-        monitor_resumed_at=old.monitor_resumed_at,
         targets=dict(old.targets),
+        channels=dict(old.channels),
+        silences=dict(old.silences),
     )
     private: set[str] = set()
     for recorded in events:

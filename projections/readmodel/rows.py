@@ -66,12 +66,21 @@ def load_state(conn: sa.Connection) -> ClusterState:
     checkpoint = read_checkpoint(conn)
     state = ClusterState(position=checkpoint.position if checkpoint else 0)
     row = conn.execute(
-        sa.select(cluster.c.configuration, cluster.c.recorded_at, cluster.c.monitor_resumed_at)
+        sa.select(
+            cluster.c.configuration,
+            cluster.c.recorded_at,
+            cluster.c.monitor_resumed_at,
+            cluster.c.channels,
+            cluster.c.silences,
+        )
     ).first()
     if row is not None:
         state.configuration = Configuration(**orjson.loads(row.configuration))
         state.recorded_at = row.recorded_at and _utc(row.recorded_at)
         state.monitor_resumed_at = row.monitor_resumed_at and _utc(row.monitor_resumed_at)
+        state.set_notification_config(
+            orjson.loads(row.channels or "[]"), orjson.loads(row.silences or "[]")
+        )
     by_name = state.servers
     for name, os_, os_version, ip in conn.execute(
         sa.select(servers.c.name, servers.c.os, servers.c.os_version, servers.c.ip)
@@ -125,6 +134,8 @@ def _write_cluster(conn: sa.Connection, state: ClusterState) -> None:
             ).decode(),
             recorded_at=state.recorded_at,
             monitor_resumed_at=state.monitor_resumed_at,
+            channels=orjson.dumps([c.to_dict() for c in state.channels.values()]).decode(),
+            silences=orjson.dumps([x.to_dict() for x in state.silences.values()]).decode(),
         )
     )
 

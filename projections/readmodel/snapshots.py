@@ -75,6 +75,8 @@ def encode(state: ClusterState) -> bytes:
         # One list per ComponentState field, in field order (see decode).
         "components": [[getattr(c, name) for c in components] for name in _COMPONENT_FIELDS],
         "targets": [t.to_dict() for t in state.targets.values()],
+        "channels": [c.to_dict() for c in state.channels.values()],
+        "silences": [x.to_dict() for x in state.silences.values()],
     }
     # Level 1: a 1,000-server state shrinks ~20x in a few ms; heavier levels gain little.
     return zlib.compress(orjson.dumps(data), 1)
@@ -106,6 +108,7 @@ def decode(blob: bytes) -> ClusterState:
     for t in data.get("targets", ()):  # snapshots taken before targets existed have none
         target = TargetState.from_dict(t)
         state.targets[target.server] = target
+    state.set_notification_config(data.get("channels", ()), data.get("silences", ()))
     return state
 
 

@@ -32,6 +32,10 @@ cluster = sa.Table(
     sa.Column("configuration", sa.Text(), nullable=False),  # JSON of Configuration
     sa.Column("recorded_at", UTCDateTime(), nullable=True),
     sa.Column("monitor_resumed_at", UTCDateTime(), nullable=True),
+    # JSON lists of the notification channels and silences (few, rarely changed: rewritten
+    # with the row). NULL before migration 0011's first write.
+    sa.Column("channels", sa.Text(), nullable=True),
+    sa.Column("silences", sa.Text(), nullable=True),
 )
 
 servers = sa.Table(

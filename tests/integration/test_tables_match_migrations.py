@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from api import new_servers, tokens
 from collector import tables as collector_tables
 from eventstore import tables as eventstore_tables
+from notify import tables as notify_tables
 from projections.audit import report_store
 from projections.readmodel import tables as readmodel_tables
 from scheduler import tables as scheduler_tables
@@ -22,6 +23,7 @@ DECLARED = (
     report_store.metadata,
     scheduler_tables.metadata,
     collector_tables.metadata,
+    notify_tables.metadata,
     tokens.tokens_table.metadata,
     new_servers.known_servers.metadata,
 )

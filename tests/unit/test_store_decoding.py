@@ -11,6 +11,8 @@ import pytest
 
 from domain.events import (
     CATALOG,
+    ChannelConfigured,
+    ChannelRemoved,
     CollectionFailed,
     ComponentRecovered,
     ComponentRemoved,
@@ -18,6 +20,8 @@ from domain.events import (
     ConfigurationChanged,
     HeartbeatRecorded,
     MonitorResumed,
+    SilenceCreated,
+    SilenceEnded,
     TargetConfigured,
     TargetRemoved,
 )
@@ -61,6 +65,17 @@ SAMPLES = [
     TargetConfigured(server="proget01", url="https://proget01:8624", verify_tls=False),
     TargetRemoved(server="proget01"),
     CollectionFailed(server="proget01", kind="refused", detail="connection refused", at=T),
+    ChannelConfigured(
+        name="ops",
+        kind="webhook",
+        target="https://hooks.example/***",
+        url_encrypted="gAAAA-sealed",
+        on=["stale", "recovered"],
+        servers=["proget01"],
+    ),
+    ChannelRemoved(name="ops"),
+    SilenceCreated(id="s1", starts_at=T, ends_at=T, servers=None, comment="patching"),
+    SilenceEnded(id="s1", at=T),
 ]
 
 
