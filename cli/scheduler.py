@@ -37,6 +37,7 @@ def scheduler(name: str | None, exit_with_parent: int | None) -> None:
         shared.clock,
         sweep_interval_seconds=float(current_app.config["SWEEP_INTERVAL_SECONDS"]),
         detector=name,
+        secret_key=current_app.config["SECRET_KEY"],
     )
     click.echo(f"scheduler {service.detector}: standing by for the leader lock", err=True)
     run_forever(service, exit_with_parent=exit_with_parent)

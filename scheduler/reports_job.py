@@ -28,10 +28,16 @@ import logging
 import os
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from apscheduler.triggers.cron import CronTrigger
 
+from eventstore.db import write_connection
 from eventstore.store import EventStore
+from notify import messages
+from notify.follower import delivery_id, insert_deliveries
 from projections.audit import report_store
+from projections.audit.reports import to_html
+from projections.readmodel.current import current_state
 
 log = logging.getLogger("clustermon.reports")
 
@@ -105,5 +111,48 @@ def run_due_reports(store: EventStore, now: datetime) -> list[dict]:
         report = report_store.compute_and_store(store, period[0], period[1], kind=kind)
         if report is not None:
             log.info("stored the %s report %s for %s to %s", kind, report["id"], *period)
+            queue_report_deliveries(store, report, now)
             stored.append(report)
     return stored
+
+
+def queue_report_deliveries(store: EventStore, report: dict, now: datetime) -> int:
+    """A delivery of a stored scheduled report to every enabled channel on its trigger
+    (`daily_report` / `weekly_report`), the HTML report as the mail body. Its id derives from
+    the channel and the report, so queueing one report again adds nothing. Returns how many
+    channels it was queued for."""
+    trigger = f"{report['kind']}_report"
+    channels = [
+        c for c in current_state(store.engine).channels.values() if c.enabled and trigger in c.on
+    ]
+    if not channels:
+        return 0
+    period = report["period"]
+    payload = messages.report(
+        report["kind"],
+        period["since"],
+        period["until"],
+        to_html(report),
+        now,
+        messages.public_url(),
+    )
+    body = orjson.dumps(payload).decode()
+    rows = [
+        {
+            "id": delivery_id(channel.name, f"report {report['id']}", trigger),
+            "channel": channel.name,
+            "trigger": trigger,
+            "server": None,
+            "component": None,
+            "source_position": report.get("position"),
+            "state": "pending",
+            "attempts": 0,
+            "payload": body,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for channel in channels
+    ]
+    with write_connection(store.engine) as conn, conn.begin():
+        insert_deliveries(conn, rows)
+    return len(rows)

@@ -12,11 +12,14 @@ Jobs (explicit ids; all `coalesce=True`, `max_instances=1`):
 - `snapshot` every minute: `take_snapshot` (it decides itself whether a snapshot is due; the
   cadence is the read model's business).
 - `reports` every minute: `run_due_reports`.
+- `notify-follow` every second: `NotifyFollower.catch_up` (the log's transitions into
+  delivery rows, checkpointed); `notify-send` every second: `Sender.send_due` (pending rows
+  to their channels). A takeover continues from the follower's checkpoint and the pending rows.
 - `collect` every second: hand the targets of the index to the /health poller
   (collector/poller.py) and keep it polling; it polls on a loop of its own, so a takeover
   resumes polling within about two seconds (this job's period plus the election's) and a
   step-down (or a lost lock) stops it at once.
-Only the leader runs sweep, catch-up, snapshot, reports and collection.
+Only the leader runs sweep, catch-up, snapshot, reports, notifications and collection.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from eventstore.clock import Clock
 from eventstore.commands import ClusterCommands
 from eventstore.db import unavailable_reason
 from eventstore.store import EventStore
+from notify.follower import NotifyFollower
+from notify.sender import Sender
 from projections.readmodel.runner import ProjectionRunner
 from projections.readmodel.snapshots import take_snapshot
 from scheduler.deadlines import DeadlineIndex
@@ -63,6 +68,7 @@ class SchedulerService:
         detector: str | None = None,
         lock: LeaderLock | None = None,
         collector: Poller | None = None,
+        secret_key: str | None = None,
     ):
         self.store = store
         self.clock = clock
@@ -73,7 +79,11 @@ class SchedulerService:
         self.leading_since: datetime | None = None
         self._liveness_at: datetime | None = None
         self._mutex = threading.RLock()
+        self._notify_lock = threading.Lock()
         self._projection_runner: ProjectionRunner | None = None
+        self.notify_follower = NotifyFollower(store, clock)
+        # Without the key no channel URL can be opened: nothing is sent (the rows wait).
+        self.sender = Sender(store.engine, secret_key, clock) if secret_key else None
         # Built now so that a bad CLUSTERMON_COLLECTOR_CA_BUNDLE stops the start, loudly.
         self.collector = collector or Poller(
             ClusterCommands(store), clock, ca_bundle=os.environ.get(CA_BUNDLE_ENV) or None
@@ -153,8 +163,13 @@ class SchedulerService:
 
     def sweep_job(self) -> None:
         with self._mutex:  # the index is not shared with a concurrent election's follow
-            if self.elect():
-                emit_timeouts(self.store, self.clock(), index=self.index, detector=self.detector)
+            if not self.elect():
+                return
+            emitted = emit_timeouts(
+                self.store, self.clock(), index=self.index, detector=self.detector
+            )
+        if emitted:  # tell people now, not at the next tick of the notify jobs
+            self._notify()
 
     def projection_job(self) -> None:
         if self.elect():
@@ -167,6 +182,23 @@ class SchedulerService:
     def reports_job(self) -> None:
         if self.elect():
             run_due_reports(self.store, self.clock())
+
+    def notify_follow_job(self) -> None:
+        if self.elect():
+            self._notify()
+
+    def _notify(self) -> None:
+        """Follow the log into deliveries and, if it moved, send what is due at once: expiry to
+        message is then one sweep plus a delivery, not three one-second ticks in a row
+        (BENCHMARKS.md, Notifications). One follower at a time: its memory is not shared."""
+        with self._notify_lock:
+            moved = self.notify_follower.catch_up()
+        if moved and self.sender is not None:
+            self.sender.send_due()  # the sender's claim is a compare-and-set: safe beside its job
+
+    def notify_send_job(self) -> None:
+        if self.elect() and self.sender is not None:
+            self.sender.send_due()
 
     def collect_job(self) -> None:
         with self._mutex:  # the index is not shared with a concurrent election's follow
@@ -279,6 +311,22 @@ def build_scheduler(service: SchedulerService, scheduler=None):
         seconds=1,
         id="collect",
         next_run_time=start,
+        misfire_grace_time=5,
+        **common,
+    )
+    scheduler.add_job(
+        guard(service.notify_follow_job),
+        "interval",
+        seconds=1,
+        id="notify-follow",
+        misfire_grace_time=5,
+        **common,
+    )
+    scheduler.add_job(
+        guard(service.notify_send_job),
+        "interval",
+        seconds=1,
+        id="notify-send",
         misfire_grace_time=5,
         **common,
     )
