@@ -68,6 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from api import (
         audit,
         cluster,
+        cluster_metrics,
         dashboard,
         docs,
         events,
@@ -75,7 +76,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         health,
         heartbeats,
         metrics,
+        notifications,
         security_headers,
+        silences,
         targets,
         tokens,
     )
@@ -93,18 +96,30 @@ def create_app(test_config: dict | None = None) -> Flask:
     # apispec documents fields.IP with the format "ip", which JSON Schema does not define.
     api.register_field(ma_fields.IP, "string", None)
     api.ma_plugin.converter.add_attribute_function(_ip_formats)
-    for blueprint in (heartbeats.blp, cluster.blp, events.blp, audit.blp, targets.blp):
+    for blueprint in (
+        heartbeats.blp,
+        cluster.blp,
+        events.blp,
+        audit.blp,
+        targets.blp,
+        notifications.blp,
+        silences.blp,
+    ):
         api.register_blueprint(blueprint)
     api.spec.components.schema("Heartbeat", schema=heartbeats.HeartbeatSchema)
     api.spec.components.schema("HeartbeatBatch", schema=heartbeats.HeartbeatBatchSchema)
     api.spec.components.schema("ConfigurationPatch", schema=cluster.ConfigurationPatchSchema)
     api.spec.components.schema("TargetChange", schema=targets.TargetChangeSchema)
+    api.spec.components.schema("ChannelChange", schema=notifications.ChannelChangeSchema)
+    api.spec.components.schema("SilenceCreation", schema=silences.SilenceCreationSchema)
 
     health.init_app(app)
     dashboard.init_app(app)
     metrics.init_app(app)
+    cluster_metrics.init_app(app)
     security_headers.init_app(app)
     health.document(app, api.spec)  # once /metrics is routed too
+    cluster_metrics.document(app, api.spec)
     docs.init_app(app)
     fastpath.init_app(app)  # last: it wraps the finished app
     return app

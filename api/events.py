@@ -19,7 +19,7 @@ from api.query import Blueprint
 from api.responses import EVENT_STREAM, EventsPageSchema
 from api.schemas import MAX_POSITION, EventsQuerySchema, StreamQuerySchema
 from api.services import services
-from domain.events import Event, TargetConfigured, component_stream
+from domain.events import ChannelConfigured, Event, TargetConfigured, component_stream
 from domain.urls import masked
 from eventstore.store import RecordedEvent
 
@@ -44,11 +44,16 @@ def event_json(r: RecordedEvent) -> dict:
     }
 
 
-def _shown(event: Event) -> Event:
+def _shown(event: Event) -> Event | dict:
     """The event's data as a viewer may see it: a target's URL with its secrets masked (the
-    log keeps it whole for the poller)."""
+    log keeps it whole for the poller), a channel without its sealed URL (only the sender
+    needs it; sealed is not shown: a leaked secret key would open every copy ever served)."""
     if isinstance(event, TargetConfigured):
         return dataclasses.replace(event, url=masked(event.url))
+    if isinstance(event, ChannelConfigured):
+        data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+        del data["url_encrypted"]
+        return data
     return event
 
 

@@ -16,6 +16,8 @@ import { confirmRemove, openFromTable, reloadOpenHistory } from "./component-dia
 import { scheduleAudit, updateRunning } from "./audit.js";
 import { clearForm, confirmTargetRemoval, onTargetEvent, saveTarget, targetAction } from
   "./targets.js";
+import { cancelSilence, channelAction, onNotificationEvent, silenceAction, silenceFromTable,
+  submitSilence } from "./notifications.js";
 
 function tick() {
   if (!state.view) { return; }
@@ -35,6 +37,7 @@ onStreamEvent(function (type, event) {
   if (/TimedOut|Recovered|Removed|MonitorResumed/.test(type)) { scheduleAudit(); }
   reloadOpenHistory(event);
   onTargetEvent(type);
+  onNotificationEvent(type);
 });
 
 // A module runs once the document is parsed: every element is already there.
@@ -51,6 +54,11 @@ $("target-form").addEventListener("submit", saveTarget);
 $("target-clear").addEventListener("click", clearForm);
 $("targets-body").addEventListener("click", targetAction);
 $("confirm-target-ok").addEventListener("click", confirmTargetRemoval);
+$("servers-body").addEventListener("click", silenceFromTable);
+$("channels-body").addEventListener("click", channelAction);
+$("silences-body").addEventListener("click", silenceAction);
+$("silence-form").addEventListener("submit", submitSilence);
+$("silence-cancel").addEventListener("click", cancelSilence);
 setInterval(tick, 1000);
 // Ongoing outages grow: re-read the audit now and then even when nothing happens.
 setInterval(function () { if (state.live && state.view) { scheduleAudit(); } }, 30000);

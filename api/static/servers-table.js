@@ -58,6 +58,9 @@ export function renderServers(view) {
     } else {
       row = $("row-template").content.firstElementChild.cloneNode(true);
       row.dataset.server = server.name;
+      var silence = row.querySelector("button.silence");
+      silence.dataset.server = server.name;
+      silence.setAttribute("aria-label", "Silence notifications about " + server.name);
     }
     fillRow(row, server);
     if (body.rows[index] !== row) { body.insertBefore(row, body.rows[index] || null); }

@@ -7,6 +7,7 @@ import { refresh, renderLive, startLiveUpdates, stopLiveUpdates } from "./live-u
 import { loadRange } from "./log-range.js";
 import { loadAudit, resetAudit } from "./audit.js";
 import { startTargets, stopTargets } from "./targets.js";
+import { startNotifications, stopNotifications } from "./notifications.js";
 
 export function submitSignIn(event) {
   event.preventDefault();
@@ -39,6 +40,7 @@ export function signIn(token) {
       startLiveUpdates(state.view ? state.view.as_of.position : 0);
       loadAudit();
       startTargets();
+      startNotifications();
     });
   }).catch(function (err) {
     forgetToken();
@@ -57,6 +59,7 @@ export function signOut(message) {
   state.view = null;
   resetAudit();
   stopTargets();
+  stopNotifications();
   state.dirty = {};
   document.body.classList.remove("admin", "past");
   $("servers-body").replaceChildren();

@@ -14,7 +14,9 @@ from cli.main import create_app
 
 @pytest.fixture
 def app(database_url, clock):
-    app = create_app({"DATABASE_URL": database_url, "CLOCK": clock, "TESTING": True})
+    # A secret key of its own: channels are refused under the public development default.
+    config = {"DATABASE_URL": database_url, "CLOCK": clock, "TESTING": True}
+    app = create_app({**config, "SECRET_KEY": "tests-only-secret-key"})
     yield app
     if "clustermon_tail" in app.extensions:  # a test opened a live stream
         app.extensions["clustermon_tail"].stop()

@@ -410,3 +410,96 @@ def test_a_viewer_sees_the_polled_servers_without_the_admin_controls(page, clust
     expect(page.locator("#target-form")).to_be_hidden()
     expect(target_row.get_by_role("button")).to_have_count(0)
     assert _axe_violations(page) == [], "the viewer's page is not accessible"
+
+
+@pytest.fixture
+def notified_cluster(server, pg_database_url):
+    """A cluster whose server has a secret key of its own (channels are refused without)."""
+    server.env["CLUSTERMON_SECRET_KEY"] = "e2e-only-secret-key"
+    cluster = Cluster(server, pg_database_url)
+    yield cluster
+    cluster.close()
+
+
+def test_an_admin_tests_a_channel_and_silences_a_server(page, notified_cluster):
+    from tests.notify_support import webhook
+
+    cluster = notified_cluster
+    cluster.agent.start()
+    with webhook("/hooks/e2e-s3cret-path") as hook:
+        status, body = call(
+            cluster.url,
+            "PUT",
+            "/api/v1/notifications/channels/ops-hook",
+            cluster.admin,
+            {"url": hook.url, "on": ["stale", "recovered"]},
+        )
+        assert status == 200, body
+        sign_in(page, cluster.url, cluster.admin)
+        pane = page.locator("#notifications")
+        channel_row = pane.locator('#channels-body tr[data-channel="ops-hook"]')
+        expect(channel_row).to_have_count(1, timeout=WAIT_MS)
+        expect(channel_row).to_contain_text("webhook")
+        expect(channel_row).to_contain_text("/***")
+        assert "e2e-s3cret-path" not in page.content()
+
+        # The test message goes out now, reaches the receiver, and is listed as sent.
+        channel_row.get_by_role("button", name="Send a test message to ops-hook").click()
+        expect(pane.locator("#channel-status")).to_have_text(
+            "The test message reached ops-hook.", timeout=WAIT_MS
+        )
+        assert [r.body["trigger"] for r in hook.received] == ["test"]
+    delivery = pane.locator("#deliveries-body tr").first
+    expect(delivery).to_have_attribute("data-state", "sent", timeout=WAIT_MS)
+    expect(delivery).to_contain_text("ops-hook")
+
+    # A server row's "Silence…" asks for how long, then the silence is listed.
+    expect(row(page, "node01")).to_be_visible(timeout=WAIT_MS)
+    row(page, "node01").get_by_role("button", name="Silence notifications about node01").click()
+    dialog = page.locator("#silence-dialog")
+    expect(dialog).to_be_visible()
+    assert _axe_violations(page, "#silence-dialog") == [], "the silence dialog is not accessible"
+    dialog.get_by_label("For").select_option(label="2 hours")
+    dialog.get_by_label("Comment (optional)").fill("patching node01")
+    dialog.get_by_role("button", name="Silence", exact=True).click()
+    expect(dialog).to_be_hidden(timeout=WAIT_MS)
+    silence_row = pane.locator("#silences-body tr")
+    expect(silence_row).to_have_count(1, timeout=WAIT_MS)
+    expect(silence_row).to_contain_text("node01")
+    expect(silence_row).to_contain_text("patching node01")
+    status, listed = call(cluster.url, "GET", "/api/v1/silences", cluster.viewer)
+    [silence] = listed["silences"]
+    starts = datetime.fromisoformat(silence["starts_at"])
+    assert datetime.fromisoformat(silence["ends_at"]) - starts == timedelta(hours=2)
+    assert _axe_violations(page) == [], "the page with notifications is not accessible"
+
+    # Ending it early removes it from the list.
+    silence_row.get_by_role("button", name=re.compile("End the silence of node01")).click()
+    expect(silence_row).to_have_count(0, timeout=WAIT_MS)
+    expect(pane.locator("#no-silences")).to_be_visible()
+
+
+def test_a_viewer_sees_channels_and_silences_without_the_admin_controls(page, notified_cluster):
+    cluster = notified_cluster
+    cluster.agent.start()
+    status, _ = call(
+        cluster.url,
+        "PUT",
+        "/api/v1/notifications/channels/mail",
+        cluster.admin,
+        {"url": "mailto://ops:Pa55w0rdMail@mail.example/", "on": ["daily_report"]},
+    )
+    assert status == 200
+    status, _ = call(
+        cluster.url, "POST", "/api/v1/silences", cluster.admin, {"duration_seconds": 3600}
+    )
+    assert status == 201
+    sign_in(page, cluster.url, cluster.viewer)
+    pane = page.locator("#notifications")
+    expect(pane.locator("#channels-body tr")).to_have_count(1, timeout=WAIT_MS)
+    expect(pane.locator("#silences-body tr")).to_have_count(1, timeout=WAIT_MS)
+    assert "Pa55w0rdMail" not in page.content()
+    expect(pane.get_by_role("button")).to_have_count(0)
+    expect(row(page, "node01")).to_be_visible(timeout=WAIT_MS)
+    expect(row(page, "node01").get_by_role("button", name=re.compile("Silence"))).to_have_count(0)
+    assert _axe_violations(page) == [], "the viewer's notifications pane is not accessible"
