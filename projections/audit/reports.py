@@ -10,7 +10,9 @@ i.e. from max(since, its first heartbeat) to until):
 - `longest_outage_seconds`: the longest such overlap;
 - `mttr_seconds`: mean full duration (start to recovery) of the episodes that ended inside the
   period; null when none did;
-- `failovers`: timeouts of this (Service) component while another Service component was current.
+- `failovers`: timeouts of this (Service) component while another Service component was current;
+- `outages_during_maintenance`: those of its outages that overlap a silence covering it (a
+  maintenance window): counted like every other outage, and marked.
 Cluster-wide: failovers starting in the period, cluster outages overlapping it (with seconds),
 and per server the periods with the software version or the encryption key out of sync.
 A component that was absent for the whole period (removed before it, not back) is left out.
@@ -69,6 +71,7 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
         overlaps = [e.overlap(since, until) for e in mine]
         down = sum(overlaps)
         ended = [e.seconds(until) for e in mine if e.end is not None and since < e.end <= until]
+        silenced = [e for e in mine if _in_maintenance(e, result.state.silences.values(), until)]
         components.append(
             {
                 "server": key[0],
@@ -81,6 +84,7 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
                 "longest_outage_seconds": _r(max(overlaps, default=0.0)),
                 "failovers": failover_counts.get(key, 0),
                 "removals": sum(1 for e in mine if e.removed_at is not None),
+                "outages_during_maintenance": len(silenced),
             }
         )
 
@@ -140,6 +144,17 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
     }
 
 
+def _in_maintenance(episode, silences, until: datetime) -> bool:
+    """Whether an outage overlaps a silence that covers its component."""
+    end = episode.end or until
+    return any(
+        s.matches(episode.server, episode.component)
+        and s.starts_at < end
+        and episode.start < s.ends_at
+        for s in silences
+    )
+
+
 def _absent_throughout(episodes, since, until) -> bool:
     return any(
         e.removed_at is not None and e.removed_at <= since and (e.end is None or e.end >= until)
@@ -161,6 +176,7 @@ CSV_COLUMNS = (
     "longest_outage_seconds",
     "failovers",
     "removals",
+    "outages_during_maintenance",
     "cluster_outages",
     "cluster_outage_seconds",
     "version_out_of_sync_seconds",
@@ -198,6 +214,11 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f} %"
 
 
+def _maintenance(component: dict[str, Any]) -> str:
+    n = component.get("outages_during_maintenance", 0)  # reports stored before it have none
+    return f" ({n} during maintenance)" if n else ""
+
+
 def _t(value) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value or "")
 
@@ -212,7 +233,7 @@ def to_html(report: dict[str, Any]) -> str:
         "<tr>"
         f"<td>{e(c['server'])}</td><td>{e(c['component'])}</td>"
         f"<td>{_percent(c['uptime_percent'])}</td>"
-        f"<td>{c['outages']}</td><td>{format_duration(c['outage_seconds'])}</td>"
+        f"<td>{c['outages']}{_maintenance(c)}</td><td>{format_duration(c['outage_seconds'])}</td>"
         f"<td>{format_duration(c['mttr_seconds'])}</td><td>{format_duration(c['longest_outage_seconds'])}</td>"
         f"<td>{c['failovers']}</td></tr>"
         for c in data["components"]

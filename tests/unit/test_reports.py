@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from domain.events import SilenceCreated
 from projections.audit import reports
 from projections.audit.episodes import EpisodeBuilder
 from scheduler.reports_job import cron_trigger, last_period
@@ -49,6 +50,19 @@ def test_uptime_mttr_and_longest_outage():
     assert a["failovers"] == 1
     # "<b>" was silent 10:10-10:20 but no timeout was recorded; it is current at the end
     assert rows["<b>"]["uptime_percent"] == 100.0
+
+
+def test_an_outage_in_a_maintenance_window_is_counted_and_marked():
+    log = _history()
+    # a's outage (10:05-10:20) overlaps a silence of a; <b> has none.
+    log.record(SilenceCreated(id="s1", starts_at=at(0), ends_at=at(8), servers=["a"]))
+    report = _report(log, 0, 24)
+    rows = {c["server"]: c for c in report["data"]["components"]}
+    assert (rows["a"]["outages"], rows["a"]["outages_during_maintenance"]) == (1, 1)
+    assert rows["<b>"]["outages_during_maintenance"] == 0
+    assert "1 during maintenance" in reports.to_html(report)
+    unsilenced = _report(_history(), 0, 24)
+    assert unsilenced["data"]["components"][0]["outages_during_maintenance"] == 0
 
 
 def test_a_component_removed_before_the_period_and_not_back_is_left_out():
