@@ -192,11 +192,16 @@ def _http() -> httpx.Client:
         return _client
 
 
+# The version of clustermon's webhook body (README, "Get notified"): a receiver can tell a
+# later shape from this one. Fields are only ever added within a version.
+WEBHOOK_VERSION = 1
+
+
 def _post(url: str, message: Mapping[str, Any], timeout: float) -> None:
     try:
         answer = _http().post(
             url,
-            content=orjson.dumps(message),
+            content=orjson.dumps({"version": WEBHOOK_VERSION, **message}),
             headers={"Content-Type": "application/json", "Idempotency-Key": str(message["id"])},
             timeout=timeout,
         )

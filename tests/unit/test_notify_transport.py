@@ -35,7 +35,7 @@ def test_a_webhook_gets_the_message_as_json_with_its_id_as_idempotency_key():
         deliver(hook.url, STALE)
 
     [got] = hook.received
-    assert got.body == STALE
+    assert got.body == {"version": 1, **STALE}  # the body's shape is versioned (README)
     assert got.headers["Idempotency-Key"] == STALE["id"]
     assert got.headers["User-Agent"] == USER_AGENT
     assert USER_AGENT.startswith("clustermon/")
