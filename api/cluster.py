@@ -22,10 +22,8 @@ from api.schemas import (
 from api.services import services
 from domain.decisions import InvalidConfiguration, NotInCluster
 from projections.audit.history import component_history as history
-from projections.readmodel import current as read
 from projections.readmodel import timetravel
 from projections.readmodel.rendered import ViewRenderer
-from projections.readmodel.runner import ProjectionRunner
 from projections.readmodel.view import PageMember, ServerSelection, live_time, page_of
 
 blp = Blueprint("cluster", __name__, url_prefix="/api/v1", description="The cluster view")
@@ -66,15 +64,7 @@ def get_cluster(at=None, position=None, server=None, after=None, limit=None):
     if (server, after, limit) != (None, None, None):
         selection = ServerSelection(server, after, limit)
     if at is None and position is None:
-        # Read-your-writes: everything committed before this request is in the answer.
-        head = svc.store.head_position()
-        ProjectionRunner(svc.store).catch_up()
-        state = read.current_state(svc.engine)
-        if state.position < head:
-            # Another process holds the projection lock and has not committed yet: fold the
-            # missing tail in memory (copy-on-write: the cached state is shared).
-            tail = svc.store.read_all(state.position, None, up_to=head)
-            state = read.copy_on_write_fold(state, tail)
+        state = svc.fresh_state()  # read-your-writes
         # The body's pieces as they are (werkzeug sums their lengths for Content-Length).
         now = live_time(state, svc.clock())
         if selection is None:

@@ -23,7 +23,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.auth import require
-from api.notifications import current_state
 from api.services import services
 from notify.tables import deliveries
 from projections.readmodel.view import cluster_view, live_time
@@ -94,7 +93,7 @@ def init_app(app: Flask) -> None:
     @require("viewer")
     def cluster_metrics():
         svc = services(current_app)
-        state = current_state(svc)
+        state = svc.fresh_state()
         now: datetime = live_time(state, svc.clock())
         body = exposition(cluster_view(state, now), _delivery_counts(svc.engine))
         return Response(body, content_type=CONTENT_TYPE_LATEST)

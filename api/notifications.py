@@ -28,16 +28,14 @@ from api.heartbeats import json_body, request_metadata
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery, QueryInteger
 from api.schemas import MAX_POSITION, SERVER_NAME
-from api.services import Services, services
+from api.services import services
 from api.settings import DEFAULTS
 from domain.decisions import InvalidConfiguration, NotAChannel
 from domain.events import TRIGGERS, ChannelConfigured
-from domain.state import ChannelState, ClusterState
+from domain.state import ChannelState
 from notify import messages, secrets, urls
 from notify.tables import deliveries
 from notify.transport import DeliveryError, deliver
-from projections.readmodel import current as read
-from projections.readmodel.runner import ProjectionRunner
 
 blp = Blueprint(
     "notifications",
@@ -159,7 +157,7 @@ _change = ChannelChangeSchema()
 )
 @blp.alt_response(200, schema=ChannelListSchema, success=True, description="The channels")
 def list_channels():
-    state = current_state(services(current_app))
+    state = services(current_app).fresh_state()
     channels = sorted(state.channels.values(), key=lambda c: c.name)
     return {"channels": [channel_json(c) for c in channels]}
 
@@ -298,18 +296,6 @@ def list_deliveries(after: int, limit: int, channel: str | None = None):
         rows = conn.execute(query).all()
     page = [delivery_json(row._mapping) for row in rows]
     return {"deliveries": page, "next_after": page[-1]["seq"] if page else after}
-
-
-def current_state(svc: Services) -> ClusterState:
-    """The read model with everything committed before this request (as GET /cluster reads
-    it): caught up here, and a tail another process is still folding folded in memory."""
-    head = svc.store.head_position()
-    ProjectionRunner(svc.store).catch_up()
-    state = read.current_state(svc.engine)
-    if state.position < head:
-        tail = svc.store.read_all(state.position, None, up_to=head)
-        state = read.copy_on_write_fold(state, tail)
-    return state
 
 
 def channel_json(channel: ChannelState) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from marshmallow import ValidationError, fields, validate
 from api.auth import require
 from api.fields import Instant
 from api.heartbeats import json_body, request_metadata
-from api.notifications import current_state
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery
 from api.schemas import SERVER_NAME
@@ -108,7 +107,7 @@ _creation = SilenceCreationSchema()
 def list_silences(all: bool):  # the query parameter's name
     svc = services(current_app)
     now = svc.clock()
-    silences = [s for s in current_state(svc).silences.values() if all or s.ends_at > now]
+    silences = [s for s in svc.fresh_state().silences.values() if all or s.ends_at > now]
     silences.sort(key=lambda s: (s.starts_at, s.id))
     return {"silences": [silence_json(s) for s in silences]}
 
@@ -178,7 +177,7 @@ def end_silence(silence_id: str):
         raise Problem(
             404, f"there is no active or future silence {silence_id!r}", kind="not-found"
         ) from None
-    ended = current_state(svc).silences[silence_id]
+    ended = svc.fresh_state().silences[silence_id]
     return {"ended": silence_json(ended), "position": recorded.position}
 
 

@@ -28,10 +28,8 @@ from api.services import Services, services
 from collector import poll_log
 from collector.tables import target_polls
 from domain.decisions import InvalidConfiguration, NotATarget
-from domain.state import ClusterState, TargetState
+from domain.state import TargetState
 from domain.urls import masked
-from projections.readmodel import current as read
-from projections.readmodel.runner import ProjectionRunner
 
 blp = Blueprint(
     "targets", __name__, url_prefix="/api/v1", description="Polled product servers (targets)"
@@ -102,7 +100,7 @@ _change = TargetChangeSchema()
 @blp.alt_response(200, schema=TargetListSchema, success=True, description="The targets")
 def list_targets():
     svc = services(current_app)
-    targets = sorted(_current_state(svc).targets.values(), key=lambda t: t.server)
+    targets = sorted(svc.fresh_state().targets.values(), key=lambda t: t.server)
     polls = _last_polls(svc)
     return {"targets": [_target_json(t, polls.get(t.server)) for t in targets]}
 
@@ -162,18 +160,6 @@ def delete_target(server: str):
         raise Problem(404, str(exc), kind="not-found") from None
     poll_log.forget(svc.engine, server)
     return {"removed": {"server": server}, "position": recorded.position}
-
-
-def _current_state(svc: Services) -> ClusterState:
-    """The read model with everything committed before this request (as GET /cluster reads
-    it): caught up here, and a tail that another process is still folding folded in memory."""
-    head = svc.store.head_position()
-    ProjectionRunner(svc.store).catch_up()
-    state = read.current_state(svc.engine)
-    if state.position < head:
-        tail = svc.store.read_all(state.position, None, up_to=head)
-        state = read.copy_on_write_fold(state, tail)
-    return state
 
 
 def _last_polls(svc: Services, server: str | None = None) -> dict[str, dict[str, Any]]:
