@@ -7,6 +7,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from cli.malloc import limit_arenas
+
 commands: list[click.Command] = []
 
 
@@ -29,6 +31,7 @@ def scheduler(name: str | None, exit_with_parent: int | None) -> None:
     from scheduler.service import SchedulerService, run_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    limit_arenas()  # before any job's thread allocates (cli/malloc.py)
     # Its start reads the log (the deadline index): the database must answer first.
     wait_for_database(current_app.config["DATABASE_URL"])
     shared = services(current_app)
