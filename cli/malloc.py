@@ -4,9 +4,10 @@ glibc gives threads that allocate at the same time arenas of their own, up to ei
 and memory freed in one arena serves only that arena. The scheduler runs its jobs on
 APScheduler's pool of threads in turn, so over the minutes each arena grew to the peak of the
 jobs that happened to run on it: RSS crept up ~1 MB a minute under the capacity soak. With two
-arenas it stayed flat (BENCHMARKS.md, "Capacity of one box": +14.4% against +3.3% over 15
-minutes). Same effect as MALLOC_ARENA_MAX=2, which only the environment of a fresh process can
-set; mallopt applies it from here, before the jobs' threads start.
+arenas it grew a quarter as fast (BENCHMARKS.md, "Capacity of one box": +14.4% against +3.3%
+over 15 minutes); scheduler/memory.py hands the rest back after each snapshot. Same effect as
+MALLOC_ARENA_MAX=2, which only the environment of a fresh process can set; mallopt applies it
+from here, before the jobs' threads start.
 """
 
 from __future__ import annotations

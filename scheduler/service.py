@@ -46,6 +46,7 @@ from projections.readmodel.snapshots import take_snapshot
 from scheduler.deadlines import DeadlineIndex
 from scheduler.gaps import LIVENESS_EVERY, record_liveness, resume_after_gap
 from scheduler.leader import LeaderLock, leader_lock_for
+from scheduler.memory import release_free_memory
 from scheduler.reports_job import run_due_reports
 from scheduler.sweep import default_detector, emit_timeouts
 
@@ -178,6 +179,9 @@ class SchedulerService:
     def snapshot_job(self) -> None:
         if self.elect():
             take_snapshot(self.store)
+        # The minute's biggest churn just ended: hand glibc's free pages back, or RSS creeps
+        # up (BENCHMARKS.md, "Capacity of one box"; scheduler/memory.py).
+        release_free_memory()
 
     def reports_job(self) -> None:
         if self.elect():
