@@ -272,77 +272,32 @@ def build_scheduler(service: SchedulerService, scheduler=None):
     guard = DatabaseOutage().guard
     interval = service.sweep_interval_seconds
     start = datetime.now(UTC)
-    common = {"coalesce": True, "max_instances": 1, "replace_existing": True}
-    scheduler.add_job(
-        guard(service.election_job),
-        "interval",
-        seconds=ELECTION_INTERVAL_SECONDS,
-        id="leader-election",
-        next_run_time=start,
-        misfire_grace_time=5,
-        **common,
-    )
-    # A late sweep is still useful (it catches everything that expired meanwhile), so allow
-    # lateness well beyond one interval rather than dropping the run.
-    scheduler.add_job(
-        guard(service.sweep_job),
-        "interval",
-        seconds=interval,
-        id="timeout-sweep",
-        next_run_time=start,
-        misfire_grace_time=max(5, int(10 * interval)),
-        **common,
-    )
-    scheduler.add_job(
-        guard(service.projection_job),
-        "interval",
-        seconds=1,
-        id="projection-catch-up",
-        misfire_grace_time=5,
-        **common,
-    )
-    scheduler.add_job(
-        guard(service.snapshot_job),
-        "interval",
-        seconds=60,
-        id="snapshot",
-        misfire_grace_time=300,
-        **common,
-    )
-    scheduler.add_job(
-        guard(service.collect_job),
-        "interval",
-        seconds=1,
-        id="collect",
-        next_run_time=start,
-        misfire_grace_time=5,
-        **common,
-    )
-    scheduler.add_job(
-        guard(service.notify_follow_job),
-        "interval",
-        seconds=1,
-        id="notify-follow",
-        misfire_grace_time=5,
-        **common,
-    )
-    scheduler.add_job(
-        guard(service.notify_send_job),
-        "interval",
-        seconds=1,
-        id="notify-send",
-        misfire_grace_time=5,
-        **common,
-    )
-    # run_due_reports is idempotent and cheap when nothing is due.
-    scheduler.add_job(
-        guard(service.reports_job),
-        "interval",
-        minutes=1,
-        id="reports",
-        misfire_grace_time=300,
-        **common,
-    )
+    # (job, id, period in seconds, misfire grace in seconds, run at once on start)
+    jobs = [
+        (service.election_job, "leader-election", ELECTION_INTERVAL_SECONDS, 5, True),
+        # A late sweep is still useful (it catches everything that expired meanwhile), so allow
+        # lateness well beyond one interval rather than dropping the run.
+        (service.sweep_job, "timeout-sweep", interval, max(5, int(10 * interval)), True),
+        (service.projection_job, "projection-catch-up", 1, 5, False),
+        (service.snapshot_job, "snapshot", 60, 300, False),
+        (service.collect_job, "collect", 1, 5, True),
+        (service.notify_follow_job, "notify-follow", 1, 5, False),
+        (service.notify_send_job, "notify-send", 1, 5, False),
+        # run_due_reports is idempotent and cheap when nothing is due.
+        (service.reports_job, "reports", 60, 300, False),
+    ]
+    for job, job_id, seconds, grace, at_once in jobs:
+        scheduler.add_job(
+            guard(job),
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            misfire_grace_time=grace,
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+            **({"next_run_time": start} if at_once else {}),
+        )
     return scheduler
 
 
