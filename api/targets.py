@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-import sqlalchemy as sa
 from flask import current_app
 from marshmallow import ValidationError, fields
 
@@ -26,7 +25,6 @@ from api.query import Blueprint, NoQuery
 from api.schemas import SERVER_NAME
 from api.services import Services, services
 from collector import poll_log
-from collector.tables import target_polls
 from domain.decisions import InvalidConfiguration, NotATarget
 from domain.state import TargetState
 from domain.urls import masked
@@ -163,16 +161,10 @@ def delete_target(server: str):
 
 
 def _last_polls(svc: Services, server: str | None = None) -> dict[str, dict[str, Any]]:
-    """The last poll of every target (or of `server`), from the poller's table: one row per
-    target, overwritten by each poll."""
-    query = sa.select(target_polls)
-    if server is not None:
-        query = query.where(target_polls.c.server == server)
-    with svc.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    """The last poll of every target (or of `server`), as GET /targets shows it."""
     return {
-        row.server: {"at": row.at, "ok": row.ok, "error": row.error, "seconds": row.seconds}
-        for row in rows
+        name: {"at": p.at, "ok": p.ok, "error": p.error, "seconds": p.seconds}
+        for name, p in poll_log.last_polls(svc.engine, server).items()
     }
 
 

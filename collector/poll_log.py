@@ -53,12 +53,16 @@ def write_polls(engine: sa.Engine, rows: Sequence[PollRow]) -> None:
             )
 
 
-def last_polls(engine: sa.Engine) -> dict[str, PollRow]:
-    """Every target's last poll as the table has it (a new leader resumes from these)."""
+def last_polls(engine: sa.Engine, server: str | None = None) -> dict[str, PollRow]:
+    """Every target's last poll (or `server`'s) as the table has it: what a new leader resumes
+    from, and GET /targets' `last_poll`."""
+    query = sa.select(target_polls)
+    if server is not None:
+        query = query.where(target_polls.c.server == server)
     with engine.connect() as conn:
         return {
             row.server: PollRow(row.server, row.at, row.ok, row.error, row.seconds)
-            for row in conn.execute(sa.select(target_polls))
+            for row in conn.execute(query)
         }
 
 

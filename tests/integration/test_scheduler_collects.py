@@ -9,7 +9,7 @@ import pytest
 
 from collector.fake_product import FakeProducts, serve_in_thread, target_url
 from eventstore.commands import ClusterCommands
-from scheduler.service import SchedulerService, build_scheduler
+from scheduler.service import build_scheduler
 
 ADMIN = {"actor": "admin", "role": "admin", "source": None, "correlation_id": None}
 
@@ -21,21 +21,6 @@ def fakes():
     products.url = lambda name: target_url(base, name)  # type: ignore[attr-defined]
     yield products
     stop()
-
-
-@pytest.fixture
-def services(store, clock):
-    made = []
-
-    def make(name):
-        service = SchedulerService(store, clock, detector=name)
-        made.append(service)
-        return service
-
-    yield make
-    for service in made:
-        service.step_down()
-        service.collector.close()
 
 
 def polled(store, server) -> int:

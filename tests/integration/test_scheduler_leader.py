@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from domain.events import HeartbeatRecorded
@@ -23,20 +22,6 @@ def beat(store, server, component="service"):
 
 def timeouts(store):
     return [r for r in store.read_all(limit=None) if r.type == "ComponentTimedOut"]
-
-
-@pytest.fixture
-def services(store, clock):
-    made = []
-
-    def make(name):
-        service = SchedulerService(store, clock, detector=name)
-        made.append(service)
-        return service
-
-    yield make
-    for service in made:
-        service.step_down()
 
 
 def test_one_scheduler_leads_and_a_standby_takes_over_when_it_steps_down(store, clock, services):
