@@ -27,12 +27,12 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import httpx
 
 from collector import health
+from domain.version import user_agent
 
 MAX_REDIRECTS = 3
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -40,15 +40,7 @@ ERROR_BODY_BYTES = 4096  # of a non-200 answer's body: enough for its first word
 DETAIL_CHARACTERS = 200
 
 
-def _user_agent() -> str:
-    try:
-        version = metadata.version("clustermon")
-    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-        version = "dev"
-    return f"clustermon-collector/{version}"
-
-
-USER_AGENT = _user_agent()
+USER_AGENT = user_agent("clustermon-collector")
 HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 

@@ -17,13 +17,13 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from importlib import metadata
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 import orjson
 
+from domain.version import user_agent
 from notify.apprise_loader import NotifyEmail, apprise
 
 log = logging.getLogger(__name__)
@@ -31,15 +31,7 @@ log = logging.getLogger(__name__)
 MASK = "***"
 
 
-def _user_agent() -> str:
-    try:
-        version = metadata.version("clustermon")
-    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-        version = "dev"
-    return f"clustermon/{version}"
-
-
-USER_AGENT = _user_agent()
+USER_AGENT = user_agent()
 
 
 class DeliveryError(Exception):
