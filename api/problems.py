@@ -11,6 +11,7 @@ from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from eventstore.db import unavailable_reason
+from projections.readmodel.boundary import Archived
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,17 @@ class ProblemSchema(ma.Schema):
 class Problem(HTTPException):
     """An HTTP error with a problem type, a detail and optional field errors."""
 
-    def __init__(self, status: int, detail: str, *, errors=None, kind=None, headers=None):
+    def __init__(
+        self, status: int, detail: str, *, errors=None, kind=None, headers=None, members=None
+    ):
         super().__init__(description=detail)
         self.code = status
         self.detail = detail
         self.errors = errors
         self.kind = kind
         self.extra_headers = headers or {}
+        # Members of this problem type beyond RFC 9457's (e.g. a 410's `archive`).
+        self.members = members or {}
 
 
 def invalid(errors, detail: str = "the request is not valid: see errors") -> Problem:
@@ -46,13 +51,14 @@ def invalid(errors, detail: str = "the request is not valid: see errors") -> Pro
 
 
 def problem_response(
-    status: int, title: str, detail: str, *, errors=None, kind=None, headers=None
+    status: int, title: str, detail: str, *, errors=None, kind=None, headers=None, members=None
 ) -> Response:
     body = {
         "type": PROBLEM_TYPE + (kind or title.lower().replace(" ", "-")),
         "title": title,
         "status": status,
         "detail": detail,
+        **(members or {}),
     }
     if errors:
         body["errors"] = errors
@@ -82,6 +88,7 @@ def handle_http_exception(error: HTTPException) -> Response:
             errors=error.errors,
             kind=error.kind,
             headers=error.extra_headers,
+            members=error.members,
         )
     data = getattr(error, "data", None) or {}
     errors = _flatten_locations(data.get("errors") or data.get("messages"))
@@ -93,6 +100,27 @@ def handle_http_exception(error: HTTPException) -> Response:
     if status == 405 and error.get_response().headers.get("Allow"):
         headers["Allow"] = error.get_response().headers["Allow"]
     return problem_response(status, error.name, detail, errors=errors, kind=kind, headers=headers)
+
+
+def archived(error: Archived) -> Problem:
+    """410 Gone: the events that would answer are in an archive, named by its path (wherever a
+    read reaches into archived history: time travel, explain, ...)."""
+    archive = error.archive
+    return Problem(
+        410,
+        str(error),
+        kind="archived",
+        members={
+            "archive": archive.path,
+            "boundary": archive.before.isoformat(),
+            "first_position": archive.first_position,
+            "last_position": archive.last_position,
+        },
+    )
+
+
+def handle_archived(error: Archived) -> Response:
+    return handle_http_exception(archived(error))
 
 
 def handle_unexpected(error: Exception) -> Response:
@@ -126,6 +154,7 @@ def handle_unreadable_body(error: Exception) -> Response:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Archived, handle_archived)
     # gunicorn parses a chunked body only as the app reads it: a malformed one raises there.
     with contextlib.suppress(ImportError):  # gunicorn is not on every platform
         from gunicorn.http.errors import ParseException

@@ -13,6 +13,7 @@ import orjson
 from flask import current_app
 from flask.cli import with_appcontext
 
+from cli.audit_archives import archive_option, audit_store
 from domain.durations import format_duration
 
 commands: list[click.Command] = []
@@ -138,13 +139,17 @@ EPISODE_HEADERS = [
 @click.option("--since", type=Time(), default=None, help="start (ISO-8601); default until - 1 day")
 @click.option("--until", type=Time(), default=None, help="end (ISO-8601); default now")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+@archive_option
 @with_appcontext
-def audit(since, until, as_json: bool) -> None:
+def audit(since, until, as_json: bool, archives) -> None:
     from projections.audit import episode_pass, whatif
 
     since, until = _period(since, until)
-    with _progress("folding the log") as progress:
-        result = episode_pass.build(_services().store, until, since=since, progress=progress)
+    with (
+        audit_store(_services().store, archives, until) as store,
+        _progress("folding the log") as progress,
+    ):
+        result = episode_pass.build(store, until, since=since, progress=progress)
     if as_json:
         click.echo(orjson.dumps(whatif.listing(result, since, until)).decode())
         return
@@ -198,8 +203,9 @@ def audit(since, until, as_json: bool) -> None:
 @click.option("--since", type=Time(), default=None, help="start (ISO-8601); default until - 1 day")
 @click.option("--until", type=Time(), default=None, help="end (ISO-8601); default now")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+@archive_option
 @with_appcontext
-def what_if(stale_timeout, web_timeout, since, until, as_json: bool) -> None:
+def what_if(stale_timeout, web_timeout, since, until, as_json: bool, archives) -> None:
     from projections.audit import whatif
 
     overrides = {}
@@ -210,8 +216,11 @@ def what_if(stale_timeout, web_timeout, since, until, as_json: bool) -> None:
     if not overrides:
         raise click.UsageError("give --stale-timeout and/or --web-timeout")
     since, until = _period(since, until)
-    with _progress("replaying the log") as progress:
-        actual, simulated = whatif.replay(_services().store, until, overrides, progress=progress)
+    with (
+        audit_store(_services().store, archives, until) as store,
+        _progress("replaying the log") as progress,
+    ):
+        actual, simulated = whatif.replay(store, until, overrides, progress=progress)
     if as_json:
         click.echo(orjson.dumps(whatif.compare(actual, simulated, since, until)).decode())
         return
@@ -271,13 +280,18 @@ def what_if(stale_timeout, web_timeout, since, until, as_json: bool) -> None:
     show_default=True,
 )
 @click.option("--save", is_flag=True, help="also store it (as a manual report)")
+@archive_option
 @with_appcontext
-def report(since, until, fmt: str, save: bool) -> None:
+def report(since, until, fmt: str, save: bool, archives) -> None:
     from projections.audit import report_store, reports
 
+    if save and archives:
+        raise click.UsageError("--save stores reports of the live log only: drop --archive")
     since, until = _period(since, until)
-    store = _services().store
-    with _progress("computing the report") as progress:
+    with (
+        audit_store(_services().store, archives, until) as store,
+        _progress("computing the report") as progress,
+    ):
         if save:
             stored = report_store.compute_and_store(
                 store, since, until, requested_by="cli", progress=progress

@@ -60,8 +60,21 @@ INGEST_DETECTOR = "ingest"
 POLICY_STREAMS = (CLUSTER_STREAM, MONITOR_STREAM)
 
 
+_TAIL_COLUMNS = "stream, position, version, type, recorded_at, data"
+# A stream's last event: its newest kept one, else its archived tail (eventstore/tables.py,
+# `archived_tails`). LIMIT 1 stops the Append after its first branch returns a row, so a
+# stream that kept events never probes `archived_tails`.
+_PG_LAST_EVENT = (
+    f"(SELECT {_TAIL_COLUMNS} FROM events WHERE events.stream = s.stream"
+    " ORDER BY version DESC LIMIT 1)"
+    f" UNION ALL (SELECT {_TAIL_COLUMNS} FROM archived_tails a WHERE a.stream = s.stream"
+    " ORDER BY version DESC LIMIT 1) LIMIT 1"
+)
+
+
 def stream_tails(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Tail]:
-    """The last event of each stream that has one, as a Tail (one index probe per stream)."""
+    """The last event of each stream that has one, as a Tail (one index probe per stream; a
+    second, of `archived_tails`, for a stream whose every event was archived)."""
     picked = (
         "e.stream, e.position, e.version, e.type, e.recorded_at,"
         " CASE WHEN e.type = 'ComponentTimedOut' THEN e.data END"
@@ -69,17 +82,24 @@ def stream_tails(conn: sa.Connection, streams: Sequence[str]) -> dict[str, Tail]
     if conn.dialect.name == "postgresql":
         sql = (
             f"SELECT {picked} FROM unnest(CAST(:streams AS text[])) AS s(stream)"
-            " CROSS JOIN LATERAL (SELECT * FROM events WHERE events.stream = s.stream"
-            " ORDER BY version DESC LIMIT 1) AS e"
+            f" CROSS JOIN LATERAL ({_PG_LAST_EVENT}) AS e"
         )
-        params: dict[str, Any] = {"streams": list(streams)}
-    else:
+        return _tails(conn, sql, {"streams": list(streams)})
+    tails: dict[str, Tail] = {}
+    for table in ("events", "archived_tails"):  # the archived tail of the streams left
+        missing = [s for s in streams if s not in tails]
+        if not missing:
+            break
         sql = (
-            f"SELECT {picked} FROM json_each(:streams) AS s JOIN events AS e"
+            f"SELECT {picked} FROM json_each(:streams) AS s JOIN {table} AS e"
             " ON e.stream = s.value"
-            " AND e.version = (SELECT max(version) FROM events WHERE stream = s.value)"
+            f" AND e.version = (SELECT max(version) FROM {table} WHERE stream = s.value)"
         )
-        params = {"streams": orjson.dumps(list(streams)).decode()}
+        tails.update(_tails(conn, sql, {"streams": orjson.dumps(missing).decode()}))
+    return tails
+
+
+def _tails(conn: sa.Connection, sql: str, params: dict[str, Any]) -> dict[str, Tail]:
     query = sa.text(sql).columns(
         sa.column("stream"),
         sa.column("position"),
@@ -120,8 +140,7 @@ _PG_FACTS = (
     " CASE WHEN e.type = 'ComponentTimedOut' THEN e.data END,"
     " (SELECT array_agg(event_id) FROM events WHERE event_id = ANY(%s::uuid[]))"
     " FROM unnest(%s::text[]) AS s(stream)"
-    " LEFT JOIN LATERAL (SELECT position, version, type, recorded_at, data FROM events"
-    " WHERE events.stream = s.stream ORDER BY version DESC LIMIT 1) AS e ON true"
+    f" LEFT JOIN LATERAL ({_PG_LAST_EVENT}) AS e ON true"
 )
 
 
@@ -139,8 +158,12 @@ class ClusterCommands:
         )
         cached = self._policy
         if cached is None or cached.versions != versions:
-            events = self.store.read_all(0, None, streams=list(POLICY_STREAMS))
-            state = fold(e for e in events if e.position <= _last_position(tails))
+            # `archived_tails` keeps every archived event of the policy streams (tables.py).
+            archived = self.store.read_archived(POLICY_STREAMS)
+            kept = self.store.read_all(0, None, streams=list(POLICY_STREAMS))
+            last = _last_position(tails)
+            every = sorted([*archived, *kept], key=lambda e: e.position)
+            state = fold(e for e in every if e.position <= last)
             cached = self._policy = Policy(state.configuration, state.monitor_resumed_at, versions)
         return cached
 
@@ -289,9 +312,9 @@ class ClusterCommands:
     ) -> tuple[TargetState | None, int]:
         """The target and its stream's version: a removed target keeps its stream, so a new
         target of that server continues it (its version is not the removed target's 0)."""
-        events = self.store.read_stream(target_stream(server), connection=conn)
-        version = events[-1].version if events else 0
-        return fold(events, ClusterState()).targets.get(server), version
+        stream = target_stream(server)
+        events = self.store.read_stream(stream, connection=conn)
+        return fold(events, ClusterState()).targets.get(server), self._version(stream, events, conn)
 
     def configure_target(
         self, server: str, settings: Mapping[str, Any], metadata: Mapping[str, Any]
@@ -343,7 +366,18 @@ class ClusterCommands:
 
     def _stream_state(self, stream: str, conn: sa.Connection) -> tuple[ClusterState, int]:
         events = self.store.read_stream(stream, connection=conn)
-        return fold(events, ClusterState()), events[-1].version if events else 0
+        return fold(events, ClusterState()), self._version(stream, events, conn)
+
+    def _version(
+        self, stream: str, events: Sequence[RecordedEvent], conn: sa.Connection | None
+    ) -> int:
+        """The stream's version from its kept events, else from its archived tail (a stream
+        whose every event was archived goes on from there, eventstore/tables.py)."""
+        if events:
+            return events[-1].version
+        if conn is None:
+            return self.store.stream_version(stream)
+        return self.store._stream_versions(conn, [stream])[stream]
 
     def channel(self, name: str) -> ChannelState | None:
         return fold(self.store.read_stream(channel_stream(name)), ClusterState()).channels.get(name)

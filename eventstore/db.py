@@ -111,9 +111,14 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred-only).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # Space freed by retention goes back to the file system (eventstore/retention.py).
+            # Only a new database can take it, before WAL writes its header; an older one is
+            # converted on its first archive.
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")

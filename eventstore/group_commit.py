@@ -65,7 +65,7 @@ class GroupCommitter:
     def __init__(self, commands: ClusterCommands, max_events: int = 5000, on_commit=None):
         self.commands = commands
         self.max_events = max_events
-        self.on_commit = on_commit  # (accepted, duplicates, events, seconds), for metrics
+        self.on_commit = on_commit  # (accepted, duplicates, recorded events, seconds): metrics
         self._reset()
 
     def _reset(self) -> None:
@@ -160,7 +160,7 @@ class GroupCommitter:
             if self.on_commit:
                 # Every receipt was set by the loop above (mypy cannot follow that).
                 accepted = sum(p.receipt.accepted for p in group)  # type: ignore[union-attr,misc]
-                self.on_commit(accepted, size_of(group) - accepted, len(result.recorded), seconds)
+                self.on_commit(accepted, size_of(group) - accepted, result.recorded, seconds)
         except BaseException as exc:  # committed, but the answer could not be made: no 202
             for pending in group:
                 pending.error = pending.error or exc

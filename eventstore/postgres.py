@@ -33,10 +33,15 @@ the events returned carry the stamp actually stored.
 A rolled-back append (a database error) can leave a hole in the numbering on PostgreSQL. Holes
 are harmless: nothing can commit below the head later, so followers never wait for them.
 
+`events` is partitioned by ranges of positions (migration 0012, partitions.py): the appends'
+checks under the lock are what keep event_id and (stream, version) unique, and each store keeps
+a whole empty partition ahead of the head (`keep_partitions_ahead`).
+
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -52,6 +57,7 @@ from domain.events import RecordedEvent
 from eventstore.clock import Clock, utc_now
 from eventstore.db import AutocommitConnections, raw_connection
 from eventstore.decoding import record, recorded
+from eventstore.partitions import ensure_ahead
 from eventstore.store import (
     APPEND_LOCK_KEY,
     NOTIFY_CHANNEL,
@@ -61,6 +67,8 @@ from eventstore.store import (
     NewEvent,
     _expected_by_stream,
 )
+
+log = logging.getLogger(__name__)
 
 # %b: arrays travel in binary, which psycopg dumps 10-30x faster than their text form.
 _PG_APPEND = (
@@ -161,6 +169,27 @@ class PostgresEventStore(EventStore):
         self._autocommit = AutocommitConnections(engine)
         # Only the ordering test turns this off, to show what goes wrong without it.
         self._serialize = serialize_appends
+        # The position past which the next partition is due (eventstore/partitions.py); None
+        # until checked, before this store's first append.
+        self._grow_at: int | None = None
+
+    def keep_partitions_ahead(self, last_position: int | None = None) -> None:
+        """Attach the next partition when the head has entered the highest one: before the
+        first append, then after any append whose last position reached it. A failure (a lock
+        not granted in time) is only logged: a whole partition is still free, the next append
+        tries again."""
+        if self._grow_at is not None and (last_position is None or last_position < self._grow_at):
+            return
+        try:
+            grow_at = ensure_ahead(self.engine)
+        except sa.exc.SQLAlchemyError:  # the database's errors and the pool's timeout
+            log.warning(
+                "could not add the next partition of events; retrying on the next append",
+                exc_info=True,
+            )
+            return
+        # Not partitioned (a database before migration 0012): nothing to keep ahead, ever.
+        self._grow_at = grow_at if grow_at is not None else 2**63
 
     def _append_stamped(self, new_events, expected_version, connection, stamp) -> AppendResult:
         """Small batches: one statement, `clustermon_append` (eventstore/sql/clustermon_append.sql)
@@ -175,11 +204,14 @@ class PostgresEventStore(EventStore):
         fresh = list(unique.values())
         expected = _expected_by_stream(expected_version, {e.event.stream for e in fresh})
         per_row = [expected.get(e.event.stream) for e in fresh] if expected else None
+        self.keep_partitions_ahead()
         if len(fresh) >= COPY_BATCH:
             stored, stored_at = self._copy_append(fresh, per_row, stamp, connection)
         else:
             stored, stored_at = self._function_append(fresh, per_row, stamp, connection)
-        return _result(new_events, stored, stamp, stored_at)
+        result = _result(new_events, stored, stamp, stored_at)
+        self.keep_partitions_ahead(result.last_position)
+        return result
 
     def _function_append(self, fresh, per_row, recorded_at, connection) -> tuple[dict, Any]:
         """event_id -> (position, version) of each event stored by `clustermon_append`, and the
@@ -314,7 +346,8 @@ class PostgresEventStore(EventStore):
 
     def _stream_versions(self, conn, streams):
         sql = (
-            "SELECT s, (SELECT max(version) FROM events WHERE stream = s)"
+            "SELECT s, coalesce((SELECT max(version) FROM events WHERE stream = s),"
+            " (SELECT max(version) FROM archived_tails WHERE stream = s))"
             " FROM unnest(CAST(:streams AS text[])) AS t(s)"
         )
         return {s: v or 0 for s, v in conn.execute(sa.text(sql), {"streams": list(streams)})}

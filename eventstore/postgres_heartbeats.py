@@ -49,6 +49,7 @@ def append_current_heartbeats(
             event = new.event
             data, metadata = dumps(event).decode(), dumps(new.metadata).decode()
             rows.append((new.event_id, event.stream, data, metadata, new.occurred_at, since))
+    store.keep_partitions_ahead()
     first = heartbeats[0].event
     params = (
         store._serialize,
@@ -70,4 +71,6 @@ def append_current_heartbeats(
             return None
         stored[event_id] = (position, version)
         stored_at = stamp
-    return _result(heartbeats, stored, recorded_at, stored_at)
+    result = _result(heartbeats, stored, recorded_at, stored_at)
+    store.keep_partitions_ahead(result.last_position)
+    return result

@@ -100,7 +100,8 @@ class SQLiteEventStore(EventStore):
 
     def _stream_versions(self, conn, streams):
         sql = (
-            "SELECT value, (SELECT max(version) FROM events WHERE stream = value)"
+            "SELECT value, coalesce((SELECT max(version) FROM events WHERE stream = value),"
+            " (SELECT max(version) FROM archived_tails WHERE stream = value))"
             " FROM json_each(:streams)"
         )
         params = {"streams": orjson.dumps(list(streams)).decode()}

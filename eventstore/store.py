@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from domain.events import Event, RecordedEvent
 from eventstore.clock import Clock, utc_now
 from eventstore.decoding import recorded
+from eventstore.tables import archived_tails
 from eventstore.tables import events as events_table
 
 # Any constant shared by every writer; "clustermon" in ASCII, to be recognisable in pg_locks.
@@ -143,7 +144,8 @@ class EventStore:
 
     def _stream_versions(self, conn: sa.Connection, streams: Sequence[str]) -> dict[str, int]:
         """Current version of each stream: one index probe per stream (max() on the unique
-        (stream, version) index), never a scan of a stream's history."""
+        (stream, version) index), never a scan of a stream's history; a second probe, of
+        `archived_tails`, only for a stream whose every event was archived (tables.py)."""
         raise NotImplementedError
 
     # --- reading --------------------------------------------------------------------------
@@ -177,6 +179,33 @@ class EventStore:
         if connection is not None:
             return [recorded(row) for row in connection.execute(query)]
         return [recorded(row) for row in self._rows(query)]
+
+    def read_archived(
+        self, streams: Sequence[str], *, connection: sa.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """What `archived_tails` keeps of these streams' archived events, in position order:
+        all of a policy stream's, the last one of a stream left without events (tables.py).
+        Not the log: only the write side's version, tail and policy lookups read it."""
+        c = archived_tails.c
+        query = (
+            sa.select(*(c[column.name] for column in _COLUMNS))
+            .where(c.stream.in_(list(streams)))
+            .order_by(c.position)
+        )
+        if connection is not None:
+            return [recorded(row) for row in connection.execute(query)]
+        return [recorded(row) for row in self._rows(query)]
+
+    def last_event(self, stream: str) -> RecordedEvent | None:
+        """The stream's last event: its newest kept one, else its archived tail (None: the
+        stream has no event at all)."""
+        c = events_table.c
+        query = sa.select(*_COLUMNS).where(c.stream == stream).order_by(c.version.desc()).limit(1)
+        rows = self._rows(query)
+        if rows:
+            return recorded(rows[0])
+        archived = self.read_archived([stream])
+        return archived[-1] if archived else None
 
     def read_all(
         self,
@@ -252,12 +281,18 @@ class EventStore:
     ) -> dict[tuple[str, int], RecordedEvent]:
         """The events with these (stream, version) pairs (those that exist)."""
         c, out = events_table.c, {}
-        pairs = sorted(pairs)
-        for start in range(0, len(pairs), 500):
-            chunk = pairs[start : start + 500]
-            query = sa.select(*_COLUMNS).where(sa.tuple_(c.stream, c.version).in_(chunk))
-            for r in map(recorded, self._rows(query)):
-                out[(r.stream, r.version)] = r
+        # Grouped by version (`version = v AND stream IN (...)`: index probes on both
+        # databases), not `(stream, version) IN (...)`, for which SQLite scans the whole index
+        # (1.3 s per 500 pairs at 600k events).
+        by_version: dict[int, list[str]] = {}
+        for stream, version in sorted(pairs):
+            by_version.setdefault(version, []).append(stream)
+        for version, streams in by_version.items():
+            for start in range(0, len(streams), 500):
+                chunk = streams[start : start + 500]
+                query = sa.select(*_COLUMNS).where(c.version == version, c.stream.in_(chunk))
+                for r in map(recorded, self._rows(query)):
+                    out[(r.stream, r.version)] = r
         return out
 
     def last_position_at(self, at: datetime, *, inclusive: bool = True) -> int:
@@ -326,7 +361,10 @@ class EventStore:
         c = events_table.c
         bound = c.recorded_at <= at if inclusive else c.recorded_at < at
         latest = sa.select(sa.func.max(c.recorded_at)).where(bound).scalar_subquery()
-        return sa.select(sa.func.max(c.position)).where(c.recorded_at == latest).scalar_subquery()
+        # max(position + 0): with max(position), PostgreSQL walks the primary key backwards
+        # filtering on recorded_at (1.1 s at 600k events when `at` is a day back; 12 ms so).
+        last = sa.func.max(c.position + 0)
+        return sa.select(last).where(c.recorded_at == latest).scalar_subquery()
 
     RECORDED_AT_TYPE = events_table.c.recorded_at.type
 

@@ -72,6 +72,8 @@ class DeadlineIndex:
             page = store.read_all(after=self.state.position, up_to=head, limit=page_size)
             if not page:
                 break  # only holes left below the head (rolled-back appends)
+            if page[0].position > self.state.position + 1:  # a hole, or archived events
+                self._across(store, page[0].position)
             for recorded in page:
                 apply(self.state, recorded)
                 event = recorded.event
@@ -82,6 +84,16 @@ class DeadlineIndex:
             folded += len(page)
         self._reindex()
         return folded
+
+    def _across(self, store: EventStore, next_position: int) -> None:
+        """Past archived events (retention deleted them before this index read them), go on
+        from the archive's boundary snapshot, with every deadline recomputed."""
+        from projections.readmodel import boundary
+
+        past = boundary.state_across(store, self.state.position, next_position)
+        if past is not None:
+            self.state = past
+            self._rebuild = True
 
     def invalidate(self) -> None:
         """Recompute every deadline at the next follow (after a failed sweep, say)."""

@@ -83,8 +83,8 @@ def _last_resumed(store: EventStore, monitor_version: int) -> datetime | None:
     an API process at start-up) is not recorded again."""
     if not monitor_version:
         return None
-    [last] = store.read_stream(MONITOR_STREAM, from_version=monitor_version)
-    return getattr(last.event, "resumed_at", None)
+    last = store.last_event(MONITOR_STREAM)  # it may be archived (eventstore/tables.py)
+    return getattr(last.event, "resumed_at", None) if last is not None else None
 
 
 def resume_after_gap(

@@ -1,6 +1,8 @@
 -- PostgreSQL's append of a small batch in one round trip (eventstore/postgres.py): the
 -- ordering lock, the duplicate check, the stream version check, the insert and the NOTIFY.
--- Last changed by migration 0001 (migrations/versions/0001_events.py says why it is written so).
+-- Last changed by migration 0014 (migrations/versions/0014_archived_tails.py: a stream's version
+-- goes on from `archived_tails` when all its events were archived; 0001_events.py says why the
+-- rest is written so).
 CREATE OR REPLACE FUNCTION clustermon_append(
     serialize boolean, lock_key bigint, channel text,
     ids uuid[], streams text[], types text[], schema_versions smallint[],
@@ -24,7 +26,9 @@ BEGIN
                             NULL::timestamptz
             FROM unnest(ids, streams, expected_versions) AS u(i, s, x)
             CROSS JOIN LATERAL (
-                SELECT coalesce(max(e.version), 0) AS v FROM events e WHERE e.stream = u.s
+                SELECT coalesce((SELECT max(e.version) FROM events e WHERE e.stream = u.s),
+                                (SELECT max(a.version) FROM archived_tails a WHERE a.stream = u.s),
+                                0) AS v
             ) AS b
             WHERE u.x IS NOT NULL AND u.x <> b.v
               AND NOT u.i = ANY(ARRAY(SELECT e.event_id FROM events e WHERE e.event_id = ANY(ids)));
@@ -41,7 +45,9 @@ BEGIN
             INSERT INTO events AS e (event_id, stream, version, type, schema_version, data,
                                      metadata, occurred_at, recorded_at)
             SELECT u.i, u.s,
-                   coalesce((SELECT max(e2.version) FROM events e2 WHERE e2.stream = u.s), 0)
+                   coalesce((SELECT max(e2.version) FROM events e2 WHERE e2.stream = u.s),
+                            (SELECT max(a.version) FROM archived_tails a WHERE a.stream = u.s),
+                            0)
                        + row_number() OVER (PARTITION BY u.s ORDER BY u.n),
                    u.t, u.sv, u.d, u.m, coalesce(u.o, stamp), stamp
             FROM unnest(ids, streams, types, schema_versions, datas, metadatas, occurred)

@@ -1,6 +1,7 @@
 -- Heartbeat ingest in one round trip (eventstore/postgres_heartbeats.py): refuses the group when
 -- a decision is needed ('policy' or 'stale' rows), else appends it ('recorded' rows).
--- Last changed by migration 0008 (migrations/versions/0008_append_heartbeats_one_lookup.py;
+-- Last changed by migration 0014 (migrations/versions/0014_archived_tails.py: versions and last
+-- events fall back to `archived_tails`; 0008_append_heartbeats_one_lookup.py made the one lookup,
 -- 0007_append_current_heartbeats.py says what the function decides and why).
 CREATE OR REPLACE FUNCTION clustermon_append_heartbeats(
     serialize boolean, lock_key bigint, channel text, type_ text, schema_version_ smallint,
@@ -23,7 +24,9 @@ BEGIN
         SELECT 'policy', NULL::uuid, p.s, NULL::bigint, b.v, NULL::timestamptz
         FROM unnest(policy_streams, policy_versions) AS p(s, x)
         CROSS JOIN LATERAL (
-            SELECT coalesce(max(e.version), 0) AS v FROM events e WHERE e.stream = p.s
+            SELECT coalesce((SELECT max(e.version) FROM events e WHERE e.stream = p.s),
+                            (SELECT max(a.version) FROM archived_tails a WHERE a.stream = p.s),
+                            0) AS v
         ) AS b
         WHERE b.v <> p.x;
     IF FOUND THEN
@@ -42,8 +45,14 @@ BEGIN
             SELECT d.s, l.version, l.type, l.recorded_at
             FROM (SELECT DISTINCT u.s FROM u) AS d
             LEFT JOIN LATERAL (
-                SELECT e.version, e.type, e.recorded_at FROM events e
-                WHERE e.stream = d.s ORDER BY e.version DESC LIMIT 1
+                -- The archived tail only when the stream kept no event: LIMIT 1 stops the
+                -- Append after its first branch returns a row.
+                (SELECT e.version, e.type, e.recorded_at FROM events e
+                 WHERE e.stream = d.s ORDER BY e.version DESC LIMIT 1)
+                UNION ALL
+                (SELECT a.version, a.type, a.recorded_at FROM archived_tails a
+                 WHERE a.stream = d.s ORDER BY a.version DESC LIMIT 1)
+                LIMIT 1
             ) AS l ON true
         ), stale AS MATERIALIZED (
             SELECT DISTINCT t.s, t.version, t.recorded_at FROM u JOIN t ON t.s = u.s

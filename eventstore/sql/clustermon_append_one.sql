@@ -1,7 +1,7 @@
 -- PostgreSQL's append of one event in one round trip (eventstore/postgres.py): the steps of
 -- clustermon_append with scalar parameters.
--- Last changed by migration 0006 (migrations/versions/0006_leaner_append_one.py; the reasons
--- shared by every append function are in 0001_events.py).
+-- Last changed by migration 0014 (migrations/versions/0014_archived_tails.py; 0006_leaner_append_one.py
+-- made it lean, the reasons shared by every append function are in 0001_events.py).
 CREATE OR REPLACE FUNCTION clustermon_append_one(
     serialize boolean, lock_key bigint, channel text,
     id uuid, stream_ text, type_ text, schema_version_ smallint, data_ text, metadata_ text,
@@ -22,7 +22,9 @@ BEGIN
     IF EXISTS (SELECT FROM events e WHERE e.event_id = id) THEN
         RETURN;  -- a duplicate: no row
     END IF;
-    current := coalesce((SELECT max(e.version) FROM events e WHERE e.stream = stream_), 0);
+    current := coalesce((SELECT max(e.version) FROM events e WHERE e.stream = stream_),
+                        (SELECT max(a.version) FROM archived_tails a WHERE a.stream = stream_),
+                        0);
     IF expected_version IS NOT NULL AND current <> expected_version THEN
         kind := 'conflict'; stream := stream_; version := current; expected := expected_version;
         RETURN NEXT;

@@ -1,7 +1,7 @@
 -- PostgreSQL's append of 32 events or more (eventstore/postgres.py): the lock, the checks and
 -- the positions reserved here, then the rows go by binary COPY in the same transaction.
--- Last changed by migration 0006 (migrations/versions/0006_leaner_append_one.py; the reasons
--- shared by every append function are in 0001_events.py).
+-- Last changed by migration 0014 (migrations/versions/0014_archived_tails.py; 0006_leaner_append_one.py
+-- made it lean, the reasons shared by every append function are in 0001_events.py).
 CREATE OR REPLACE FUNCTION clustermon_prepare_append(
     serialize boolean, lock_key bigint, channel text,
     ids uuid[], streams text[], expected_versions integer[], recorded timestamptz,
@@ -20,7 +20,9 @@ BEGIN
     END IF;
     dups := ARRAY(SELECT e.event_id FROM events e WHERE e.event_id = ANY(ids));
     SELECT array_agg(f.s),
-           array_agg(coalesce((SELECT max(e.version) FROM events e WHERE e.stream = f.s), 0))
+           array_agg(coalesce((SELECT max(e.version) FROM events e WHERE e.stream = f.s),
+                              (SELECT max(a.version) FROM archived_tails a WHERE a.stream = f.s),
+                              0))
         INTO cur_streams, cur_versions
         FROM (SELECT DISTINCT u.s FROM unnest(ids, streams) AS u(i, s)
               WHERE NOT u.i = ANY(dups)) AS f;
@@ -31,8 +33,10 @@ BEGIN
         SELECT array_agg(x.s), array_agg(x.cur), array_agg(x.x)
             INTO conflict_streams, conflict_actual, conflict_expected
             FROM (SELECT DISTINCT u.s, u.x,
-                         coalesce((SELECT max(e.version) FROM events e WHERE e.stream = u.s), 0)
-                             AS cur
+                         coalesce((SELECT max(e.version) FROM events e WHERE e.stream = u.s),
+                                  (SELECT max(a.version) FROM archived_tails a
+                                   WHERE a.stream = u.s),
+                                  0) AS cur
                   FROM unnest(ids, streams, expected_versions) AS u(i, s, x)
                   WHERE u.x IS NOT NULL AND NOT u.i = ANY(dups)) AS x
             WHERE x.cur <> x.x;

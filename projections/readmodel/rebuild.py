@@ -16,6 +16,7 @@ from collections.abc import Callable
 from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.store import EventStore
+from projections.readmodel import boundary
 from projections.readmodel import rows as readmodel
 
 Progress = Callable[[int], None]  # called with the number of events folded since last call
@@ -27,6 +28,8 @@ def _fold_all(store: EventStore, progress: Progress | None, counts: Counter | No
     state = ClusterState()
     folded = since_report = 0
     for recorded in store.iter_all():
+        if recorded.position > state.position + 1:  # a hole, or archived events: see boundary
+            state = boundary.state_across(store, state.position, recorded.position) or state
         apply(state, recorded)
         folded += 1
         if counts is not None:
@@ -42,7 +45,8 @@ def _fold_all(store: EventStore, progress: Progress | None, counts: Counter | No
 
 
 def rebuild(store: EventStore, progress: Progress | None = None) -> int:
-    """Re-fold the log from zero into the read tables; returns the events folded."""
+    """Re-fold the log from zero (from an archive's boundary snapshot, past archived events)
+    into the read tables; returns the events folded."""
     state, folded = _fold_all(store, progress)
     with write_connection(store.engine) as conn, conn.begin():
         readmodel.ensure_checkpoint(conn)

@@ -17,11 +17,12 @@ from typing import cast
 
 import sqlalchemy as sa
 
-from domain.events import TARGET_EVENTS, _ComponentEvent
+from domain.events import TARGET_EVENTS, RecordedEvent, _ComponentEvent
 from domain.state import ClusterState, apply
 from eventstore.db import write_connection
 from eventstore.listener import Listener
 from eventstore.store import EventStore
+from projections.readmodel import boundary
 from projections.readmodel import rows as readmodel
 from projections.readmodel.tables import VIEW, checkpoints
 
@@ -98,6 +99,8 @@ class ProjectionRunner:
                     return 0
                 dirty: set[tuple[str, str]] = set()
                 dirty_targets: set[str] = set()
+                if batch[0].position > locked.position + 1:  # a hole, or archived events
+                    state = self._across(state, locked.position, batch[0], dirty, dirty_targets)
                 targets = state.targets
                 for recorded in batch:
                     event = recorded.event
@@ -129,6 +132,30 @@ class ProjectionRunner:
             # it is simply not put back: the fold mutated it in place.)
             _states[self.engine] = ((locked.generation, state.position), state)
             return len(batch)
+
+    def _across(
+        self,
+        state: ClusterState,
+        after: int,
+        following: RecordedEvent,
+        dirty: set[tuple[str, str]],
+        dirty_targets: set[str],
+    ) -> ClusterState:
+        """`state`, or the boundary snapshot's when the events after the checkpoint were
+        archived before this runner projected them: then every row of either is rewritten."""
+        past = boundary.state_across(self.store, after, following.position)
+        if past is None:
+            return state
+        log.warning(
+            "projection runner: the events after %d were archived before it projected them;"
+            " resuming from the boundary snapshot at %d",
+            after,
+            past.position,
+        )
+        for each in (state, past):
+            dirty.update((c.server, c.name) for c in each.components())
+            dirty_targets.update(each.targets)
+        return past
 
     # --- lag --------------------------------------------------------------------------------
 

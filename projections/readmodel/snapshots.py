@@ -172,6 +172,11 @@ def _insert(engine: sa.Engine, rows: list[dict]) -> None:
         conn.execute(insert(snapshots).on_conflict_do_nothing(), rows)
 
 
+def keep(store: EventStore, state: ClusterState) -> None:
+    """Write a snapshot of `state` at its position now (one already there is left as it is)."""
+    _insert(store.engine, [_row(state, store.clock())])
+
+
 def fold_keeping(
     store: EventStore,
     state: ClusterState,

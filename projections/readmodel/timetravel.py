@@ -17,8 +17,9 @@ import sqlalchemy as sa
 
 from domain.events import RecordedEvent
 from domain.state import ClusterState, fold
+from eventstore import retention
 from eventstore.store import EventStore
-from projections.readmodel import snapshots
+from projections.readmodel import boundary, snapshots
 from projections.readmodel.gcpause import collector_paused
 from projections.readmodel.tables import snapshots as snapshots_table
 from projections.readmodel.view import cluster_view
@@ -42,42 +43,87 @@ def _aware(at: datetime) -> datetime:
 def resolve(
     store: EventStore, *, at: datetime | None = None, position: int | None = None
 ) -> tuple[int, datetime]:
-    """(last position folded, time the staleness is evaluated at) for a time or a position."""
+    """(last position folded, time the staleness is evaluated at) for a time or a position.
+    Raises ValueError for what cannot be shown: boundary.Archived for archived history."""
     if at is not None and position is not None:
         raise ValueError("give a time or a position, not both")
     if position is not None:
-        if position < 1:
-            raise ValueError(f"position must be at least 1, got {position}")
-        head = store.head_position()
-        if position > head:
-            raise ValueError(f"position {position} is beyond the head of the log ({head})")
-        # The position may be a hole (a rolled-back append): use the event before it.
-        last, when = store.event_at_or_before(position)
-        return last, when.astimezone(UTC)
+        return _resolve_position(store, position)
     at = (_aware(at) if at is not None else store.clock()).astimezone(UTC)
     first = store.oldest_recorded_at()
     if first is None:
         raise ValueError("the event log is empty: there is no cluster to show at any time")
-    if at < first:
-        raise ValueError(f"{at.isoformat()} is before the log, which starts at {first.isoformat()}")
-    return store.last_position_at(at), at
+    last = store.last_position_at(at)
+    done = boundary.archives(store)
+    if done:
+        last = boundary.position_at(store, at, last, done)
+    if last == 0:
+        raise _before_the_log(at, first)
+    return last, at
+
+
+def _resolve_position(store: EventStore, position: int) -> tuple[int, datetime]:
+    if position < 1:
+        raise ValueError(f"position must be at least 1, got {position}")
+    head = store.head_position()
+    if position > head:
+        raise ValueError(f"position {position} is beyond the head of the log ({head})")
+    done = boundary.archives(store)
+    inside = boundary.holding(position, done)
+    if inside is not None:
+        raise boundary.Archived(inside, f"position {position}")
+    # The position may be a hole (a rolled-back append): use the event before it.
+    try:
+        last, when = store.event_at_or_before(position)
+    except sa.exc.NoResultFound:
+        last, when = 0, None
+    below = boundary.archived_below(done, position)
+    if below is not None and below.last_position > last:
+        # A hole just past an archive: the event before it is the archive's last one.
+        snap = _boundary_snapshot(store, below, f"position {position}")
+        return snap.position, snap.recorded_at.astimezone(UTC)
+    if when is None:
+        raise ValueError(f"nothing was recorded at or before position {position}")
+    return last, when.astimezone(UTC)
+
+
+def _before_the_log(at: datetime, first: datetime) -> ValueError:
+    return ValueError(
+        f"{boundary.moment(at)} is before the log, whose first event was recorded at"
+        f" {boundary.moment(first)}"
+    )
+
+
+def _boundary_snapshot(store: EventStore, archive: boundary.Archive, asked: str) -> sa.Row:
+    """The snapshot at `archive`'s last position, which stands for its events; Archived when
+    it is missing (an archive made without one: what follows it cannot be folded)."""
+    with store.engine.connect() as conn:
+        snap = snapshots.latest(conn, at_or_before=archive.last_position)
+    if snap is None or snap.position != archive.last_position:
+        raise boundary.Archived(archive, asked)
+    return snap
 
 
 def _locate_query() -> sa.Select:
-    """(first recorded_at, last position recorded at or before :at, the newest snapshot at or
-    before that position), built once: constructing it costs more than running it."""
+    """(first recorded_at, last position recorded at or before :at, the last archived
+    position, the newest snapshot at or before that position), built once: constructing it
+    costs more than running it."""
     snap, older = snapshots_table.c, snapshots_table.alias("older")
     at = sa.bindparam("at", type_=EventStore.RECORDED_AT_TYPE)
     first = EventStore.first_recorded_at_query()
     last = EventStore.last_position_at_query(at)
-    target = sa.select(first.label("first"), last.label("last")).subquery()
+    through = retention.archived_through_query()
+    target = sa.select(
+        first.label("first"), last.label("last"), through.label("through")
+    ).subquery()
     newest = (
         sa.select(sa.func.max(older.c.position))
         .where(older.c.position <= target.c.last)
         .correlate(target)
         .scalar_subquery()
     )
-    return sa.select(target.c.first, target.c.last, snap.position, snap.state).select_from(
+    columns = (target.c.first, target.c.last, target.c.through, snap.position, snap.state)
+    return sa.select(*columns).select_from(
         target.outerjoin(snapshots_table, snap.position == newest)
     )
 
@@ -88,22 +134,34 @@ _LOCATE = _locate_query()
 def _locate(store: EventStore, at: datetime) -> tuple[int, sa.Row | None]:
     """(last position recorded at or before `at`, the newest snapshot at or before it) in one
     round trip: under load every round trip waits for the database to be scheduled, and a
-    time-travel query used to make four."""
+    time-travel query used to make four. Past an archive's boundary snapshot that stays one
+    round trip; nearer to it, the archives are read (boundary.position_at)."""
     with store.engine.connect() as conn:
         row = conn.execute(_LOCATE, {"at": at}).one()
     if row.first is None:
         raise ValueError("the event log is empty: there is no cluster to show at any time")
+    if row.through is not None and (row.position is None or row.position < row.through):
+        # The fold would start before an archive ends, or `at` is before every kept event.
+        last = boundary.position_at(store, at, row.last or 0, boundary.archives(store))
+        if last == 0:
+            raise _before_the_log(at, row.first)
+        return last, None
     if at < row.first:
-        raise ValueError(
-            f"{at.isoformat()} is before the log, which starts at {row.first.isoformat()}"
-        )
+        raise _before_the_log(at, row.first)
     return row.last, (row if row.position is not None else None)
 
 
 def _state_up_to(store: EventStore, position: int, snap: sa.Row | None = None) -> ClusterState:
+    """The state after `position`, from `snap` (the newest snapshot at or before it, past
+    every archive below it: _locate's fast path) or from the one found here, which must not
+    start before an archive that ends at or below `position` (the fold would skip its events
+    without a word): Archived then."""
     if snap is None:
         with store.engine.connect() as conn:
             snap = snapshots.latest(conn, at_or_before=position)
+        below = boundary.archived_below(boundary.archives(store), position)
+        if below is not None and (snap is None or snap.position < below.last_position):
+            raise boundary.Archived(below, f"the state at position {position}")
     state = snapshots.decode(snap.state) if snap is not None else ClusterState()
     return fold_to(store, state, position)
 
@@ -172,7 +230,8 @@ def view_at(
 ) -> dict[str, Any]:
     """The cluster view at `at` (staleness evaluated at `at`) or just after `position`
     (evaluated at that event's recorded_at). Raises ValueError for a time before the log, a
-    position beyond its head, or both given; neither means now."""
+    position beyond its head, or both given (boundary.Archived, a ValueError, for a time or a
+    position in archived history); neither means now."""
     if at is not None and position is None:
         at = _aware(at).astimezone(UTC)
         last, snap = _locate(store, at)
