@@ -22,6 +22,11 @@ Definitions (also in the README):
 - A polled server (a target) whose polls fail has a reason on each of its components saying
   since when and why, and their health is at least `warning`: the heartbeats stop, and the
   components go stale by the normal rules, but the reason says why before they do.
+- Clock skew: a component whose last heartbeat's `sent_at` (its clock) differs from our
+  `recorded_at` by more than max(heartbeat frequency, 60 s) is at least `warning` ("its clock
+  is 10 days behind ours"). Transit takes far less than that, so the difference is the clock,
+  which the products' own cluster page cannot show. A heartbeat an agent kept on disk while we
+  were unreachable arrives with its old `sent_at` and reads as skew until its next fresh one.
 """
 
 from __future__ import annotations
@@ -113,6 +118,32 @@ def collection_reason(failure: CollectionFailure) -> str:
     return f"polling /health fails since {since:%Y-%m-%d %H:%M:%S} UTC{detail} ({failure.kind})"
 
 
+SKEW_FLOOR_SECONDS = 60  # below this, a clock difference is transit time and jitter
+
+
+def clock_skew_seconds(component: ComponentState) -> float | None:
+    """Our clock minus the sender's at its last heartbeat: positive when its clock is behind
+    ours; None before any heartbeat."""
+    sent, recorded = component.last_sent_at, component.last_heartbeat_at
+    if sent is None or recorded is None:
+        return None
+    return (recorded - sent).total_seconds()
+
+
+def skew_limit_seconds(config: Configuration) -> int:
+    """How far a component's clock may be from ours before it is a finding."""
+    return max(config.heartbeat_frequency_seconds, SKEW_FLOOR_SECONDS)
+
+
+def clock_skew_reason(component: ComponentState, config: Configuration) -> str | None:
+    """The reason ("its clock is 10 days behind ours") when the skew is beyond the limit."""
+    skew = clock_skew_seconds(component)
+    if skew is None or abs(skew) <= skew_limit_seconds(config):
+        return None
+    side = "behind" if skew > 0 else "ahead of"
+    return f"its clock is {format_duration(abs(skew))} {side} ours"
+
+
 def component_health(
     component: ComponentState,
     config: Configuration,
@@ -122,7 +153,8 @@ def component_health(
     """Errors and failed verifications show whatever the heartbeat says; a stale Service is an
     error (work stops), a stale Web a warning (it may just be quiet). `collection`: the failure
     of the polls of the component's server, if it is a target whose polls fail (a warning: the
-    component may be fine, but nothing vouches for it any more)."""
+    component may be fine, but nothing vouches for it any more). A clock skew beyond the
+    limit is a warning (see the module's docstring)."""
     findings: list[tuple[str, str]] = []
     if collection is not None:
         findings.append(("warning", collection_reason(collection)))
@@ -136,6 +168,9 @@ def component_health(
     if beat.state == "stale":
         level = "warning" if component.name == "web" else "error"
         findings.append((level, stale_reason(component, config, beat)))
+    skew = clock_skew_reason(component, config)
+    if skew is not None:
+        findings.append(("warning", skew))
     return _worst(findings), [reason for _, reason in findings]
 
 

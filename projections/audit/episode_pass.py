@@ -7,7 +7,8 @@ episode builder needs beyond it is looked up exactly, with index probes only:
 - for a component timed out at the snapshot, its `ComponentTimedOut`: the last event of its
   stream (`stream_version`), for the detector, the configuration and the positions;
 - components removed and not back: their last `ComponentRemoved` (the type index), and the
-  event just before it (a timeout still open when it was removed, or its last heartbeat);
+  event just before it (a timeout still open when it was removed, which the removal ended, or
+  its last heartbeat): their absence is going on;
 - which `ConfigurationChanged` set each timeout setting (the cluster stream is short).
 Sync periods open at the snapshot start there with no opening event; reports clip them to the
 period. So the result over the period equals the pass from the beginning of the log (a test
@@ -30,7 +31,7 @@ from domain.events import (
 from eventstore.decoding import RecordedEvent
 from eventstore.store import EventStore
 from projections.audit.episodes import TIMEOUT_SETTING, Episode, EpisodeBuilder, Result, _Track
-from projections.readmodel import snapshots
+from projections.readmodel import boundary, snapshots
 
 
 def seeded_builder(
@@ -40,6 +41,11 @@ def seeded_builder(
     below `up_to`); a plain builder at position 0 when there is none."""
     builder = EpisodeBuilder(track_sync=track_sync)
     limit = store.last_position_at(before, inclusive=False)
+    # Archived events are out of the log: the pass starts at the newest archive's boundary
+    # snapshot at the earliest (projections/readmodel/boundary.py).
+    archived = boundary.newest_archive(store)
+    if archived is not None:
+        limit = max(limit, archived.last_position)
     if up_to is not None:
         limit = min(limit, up_to)
     with store.engine.connect() as conn:
@@ -106,10 +112,17 @@ def seeded_builder(
             positions=positions,
         )
 
+    def first_seen(stream: str, *known: datetime | None) -> datetime:
+        first = found.get((stream, 1))
+        if first is not None:
+            return first.recorded_at
+        # Its first event was archived: the earliest time known of it stands in, before every
+        # episode of it the pass holds, so who was current from the seed on is unchanged.
+        return min(t for t in (*known, state.recorded_at) if t is not None)
+
     for stream, c in present.items():
-        track = _Track(
-            found[(stream, 1)].recorded_at, c.last_heartbeat_at, c.last_heartbeat_position
-        )
+        seen = first_seen(stream, c.last_heartbeat_at, c.timed_out_at)
+        track = _Track(seen, c.last_heartbeat_at, c.last_heartbeat_position)
         if c.timed_out_at is not None:
             tail = found.get((stream, c.stream_version))
             if tail is not None and isinstance(tail.event, ComponentTimedOut):
@@ -122,32 +135,35 @@ def seeded_builder(
     for stream, removal in gone.items():
         e = cast(ComponentRemoved, removal.event)
         before_removal = found.get((stream, removal.version - 1))
+        last_at = last_position = None
         if before_removal is not None and isinstance(before_removal.event, ComponentTimedOut):
+            # The outage the removal ended: it decides when a cluster outage going on began.
             episode = timeout_episode(before_removal)
             episode.removed_at = removal.recorded_at
-            episode.positions.append(removal.position)
-        else:
-            last_beat = before_removal
-            episode = Episode(
-                e.server,
-                e.component,
-                "removed",
-                removal.recorded_at,
-                configuration_version=_version_at(changes, removal.position),
-                last_heartbeat_at=last_beat.recorded_at if last_beat else None,
-                last_heartbeat_position=last_beat.position if last_beat else None,
-                positions=[removal.position],
-                removed_at=removal.recorded_at,
-            )
-        track = _Track(
-            found[(stream, 1)].recorded_at,
-            episode.last_heartbeat_at,
-            episode.last_heartbeat_position,
-            present=False,
-            open=episode,
+            episode.close(removal.recorded_at, "removed", removal.position)
+            builder.episodes.append(episode)
+            last_at, last_position = episode.last_heartbeat_at, episode.last_heartbeat_position
+        elif before_removal is not None:
+            last_at, last_position = before_removal.recorded_at, before_removal.position
+        absence = Episode(
+            e.server,
+            e.component,
+            "removed",
+            removal.recorded_at,
+            configuration_version=_version_at(changes, removal.position),
+            last_heartbeat_at=last_at,
+            last_heartbeat_position=last_position,
+            positions=[removal.position],
+            removed_at=removal.recorded_at,
         )
-        builder.episodes.append(episode)
-        builder.tracks[(e.server, e.component)] = track
+        builder.absences.append(absence)
+        builder.tracks[(e.server, e.component)] = _Track(
+            first_seen(stream, last_at, removal.recorded_at),
+            last_at,
+            last_position,
+            present=False,
+            absence=absence,
+        )
 
     if track_sync:
         builder.start_sync()
@@ -172,6 +188,10 @@ def build(
 
     With `since` (and no overrides) only the episodes overlapping [since, horizon) are sure to
     be complete: the pass starts at the newest snapshot before `since` (seeded_builder)."""
+    if since is None and overrides is None:
+        # Past archived events "from the beginning" is from the boundary snapshot.
+        archived = boundary.newest_archive(store)
+        since = archived.before if archived is not None else None
     if since is not None and overrides is None:
         builder = seeded_builder(store, since, up_to=up_to, track_sync=track_sync)
     else:

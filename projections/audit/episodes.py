@@ -4,11 +4,16 @@ One pass over the log in position order (the same order every reader follows), n
 shared fold (`domain.state.apply`), builds:
 
 - **Component outage episodes.** Start: the logical expiry of a recorded `ComponentTimedOut`
-  (`expired_at`), or a manual `ComponentRemoved`. End: the `ComponentRecovered` that closes a
-  timeout, or the first heartbeat after a removal. Each episode keeps the configuration that
-  was in force (version and the position of the `ConfigurationChanged` that set the timeout),
-  the detector, and the positions of the events it was built from, so an auditor can check it
-  against `GET /events`. An episode still open at the horizon has `end = None`.
+  (`expired_at`). End (`end_cause`): the `ComponentRecovered` that closes it (`recovered`), or
+  the component's manual removal (`removed`): a removed component is out of the cluster, so
+  nothing of it is down any more, and its outage never stays `ongoing` after that. Each episode
+  keeps the configuration that was in force (version and the position of the
+  `ConfigurationChanged` that set the timeout), the detector, and the positions of the events it
+  was built from, so an auditor can check it against `GET /events`. An episode still open at the
+  horizon has `end = None`.
+- **Absences** (`Result.absences`): from a manual removal to the component's next heartbeat. Not
+  outages (the operator took it out on purpose): reports leave that time out of the component's
+  observed span. Same shape as an episode, with `cause = "removed"`.
   If the rules say a component is stale at the horizon but no timeout was recorded yet (the
   sweep runs every second, so only the last instants), an `inferred` episode is added: it is what
   the live view showed at that time.
@@ -16,9 +21,10 @@ shared fold (`domain.state.apply`), builds:
   about the work). A Service component is *current* from its first heartbeat on, outside its
   outage episodes. A **failover**: a Service component times out while at least one other
   Service component stays current (the work moved to those). A **cluster outage**: an interval
-  with no current Service component at all (once at least one was ever seen). Removals by hand
-  are deliberate, so they are not counted as failovers, but removing the last current Service
-  component does start a cluster outage.
+  with no current Service component at all (once at least one was ever seen). A removed Service
+  component is not current during its absence. Removals by hand are deliberate, so they are not
+  counted as failovers, but removing the last current Service component does start a cluster
+  outage.
 - Optionally (`track_sync=True`, for reports) the periods during which a server's software
   version or encryption key was out of sync, evaluated with the same rules as the view each time
   something they depend on changes (stamped with the `recorded_at` of that event), kept up to
@@ -61,9 +67,11 @@ Key = tuple[str, str]  # (server, component)
 class Episode:
     server: str
     component: str
-    cause: str  # "timeout" or "removed"
+    cause: str  # "timeout"; "removed" for an absence (Result.absences)
     start: datetime
     end: datetime | None = None  # None: still going on at the horizon
+    # "recovered" or "removed" ("returned": an absence's next heartbeat); None while it goes on
+    end_cause: str | None = None
     detector: str | None = None
     timeout_seconds: int | None = None
     configuration_version: int = 0
@@ -71,11 +79,15 @@ class Episode:
     last_heartbeat_at: datetime | None = None
     last_heartbeat_position: int | None = None
     positions: list[int] = field(default_factory=list)
-    removed_at: datetime | None = None  # removed by hand then (it lasts until a heartbeat)
+    removed_at: datetime | None = None  # removed by hand then (an outage ends there)
     inferred: bool = False  # stale by the rules at the horizon, no timeout recorded yet
 
     def seconds(self, horizon: datetime) -> float:
         return max(0.0, ((self.end or horizon) - self.start).total_seconds())
+
+    def close(self, at: datetime, cause: str, position: int) -> None:
+        self.end, self.end_cause = at, cause
+        self.positions.append(position)
 
     def overlap(self, since: datetime, until: datetime) -> float:
         start = max(self.start, since)
@@ -92,6 +104,7 @@ class Episode:
             "cause": self.cause,
             "start": self.start,
             "end": self.end,
+            "end_cause": self.end_cause,
             "ongoing": self.end is None,
             "duration_seconds": round(self.seconds(horizon), 3),
             "detector": self.detector,
@@ -121,7 +134,9 @@ class Failover:
             "at": e.start,
             "server": e.server,
             "component": e.component,
-            "recovered_at": e.end,
+            # Removed while stale: its outage ended, but nothing recovered.
+            "recovered_at": e.end if e.end_cause != "removed" else None,
+            "removed_at": e.removed_at,
             "outage_seconds": round(e.seconds(horizon), 3),
             "taken_over_by": [server for server, _ in self.taken_over_by],
             "episode": e.to_dict(horizon),
@@ -165,7 +180,8 @@ class _Track:
     last_heartbeat_at: datetime | None = None
     last_heartbeat_position: int | None = None
     present: bool = True
-    open: Episode | None = None
+    open: Episode | None = None  # its outage going on
+    absence: Episode | None = None  # removed by hand, not back yet
 
 
 @dataclass(slots=True)
@@ -173,6 +189,7 @@ class Result:
     horizon: datetime
     position: int  # last event folded
     episodes: list[Episode]
+    absences: list[Episode]  # removed by hand until the next heartbeat (cause "removed")
     failovers: list[Failover]
     cluster_outages: list[ClusterOutage]
     sync_periods: list[SyncPeriod]
@@ -183,6 +200,9 @@ class Result:
 
     def episodes_in(self, since: datetime, until: datetime) -> list[Episode]:
         return [e for e in self.episodes if e.overlaps(since, until)]
+
+    def absences_in(self, since: datetime, until: datetime) -> list[Episode]:
+        return [a for a in self.absences if a.overlaps(since, until)]
 
     def failovers_in(self, since: datetime, until: datetime) -> list[Failover]:
         return [f for f in self.failovers if since <= f.episode.start < until]
@@ -200,6 +220,7 @@ class EpisodeBuilder:
         self.state = ClusterState()
         self.tracks: dict[Key, _Track] = {}
         self.episodes: list[Episode] = []
+        self.absences: list[Episode] = []
         self.setting_positions: dict[str, int] = {}
         self._timeouts = self._effective_timeouts()
         self.track_sync = track_sync
@@ -304,17 +325,17 @@ class EpisodeBuilder:
             self.tracks[key] = _Track(now, now, r.position)
             return True
         dirty = not track.present
+        if track.absence is not None:
+            track.absence.close(now, "returned", r.position)
+            track.absence = None
         if track.open is not None:
-            track.open.end = now
-            track.open.positions.append(r.position)
+            track.open.close(now, "recovered", r.position)
             track.open = None
             dirty = True
         elif self.simulate and track.present:
             expiry = self._deadline(key, track)
             if expiry is not None and now > expiry:
-                episode = self._new_timeout(key, track, expiry)
-                episode.end = now
-                episode.positions.append(r.position)
+                self._new_timeout(key, track, expiry).close(now, "recovered", r.position)
                 dirty = True
         track.present = True
         track.last_heartbeat_at = now
@@ -342,21 +363,20 @@ class EpisodeBuilder:
                 track.open = self._new_timeout(key, track, expiry)
         if track.open is not None:
             track.open.removed_at = r.recorded_at
-            track.open.positions.append(r.position)
-        else:
-            config = self.state.configuration
-            track.open = Episode(
-                e.server,
-                e.component,
-                "removed",
-                r.recorded_at,
-                configuration_version=config.version,
-                last_heartbeat_at=track.last_heartbeat_at,
-                last_heartbeat_position=track.last_heartbeat_position,
-                positions=[r.position],
-                removed_at=r.recorded_at,
-            )
-            self.episodes.append(track.open)
+            track.open.close(r.recorded_at, "removed", r.position)
+            track.open = None
+        track.absence = Episode(
+            e.server,
+            e.component,
+            "removed",
+            r.recorded_at,
+            configuration_version=self.state.configuration.version,
+            last_heartbeat_at=track.last_heartbeat_at,
+            last_heartbeat_position=track.last_heartbeat_position,
+            positions=[r.position],
+            removed_at=r.recorded_at,
+        )
+        self.absences.append(track.absence)
         track.present = False
         return True
 
@@ -373,7 +393,7 @@ class EpisodeBuilder:
     def _timed_out(self, e: ComponentTimedOut, r: RecordedEvent) -> bool:
         key = (e.server, e.component)
         track = self.tracks.get(key)
-        if track is None:
+        if track is None or not track.present:  # the fold ignores it too
             return False
         if track.open is not None:
             track.open.positions.append(r.position)
@@ -396,12 +416,11 @@ class EpisodeBuilder:
     def _recovered(self, e: ComponentRecovered, r: RecordedEvent) -> bool:
         key = (e.server, e.component)
         track = self.tracks.get(key)
-        if track is None:
+        if track is None or not track.present:  # the fold ignores it too
             return False
         if track.open is None:  # a recovery without its timeout in the log: keep what it says
             track.open = self._new_timeout(key, track, e.stale_since, detector=None)
-        track.open.end = e.recovered_at
-        track.open.positions.append(r.position)
+        track.open.close(e.recovered_at, "recovered", r.position)
         track.open = None
         return True
 
@@ -438,13 +457,16 @@ class EpisodeBuilder:
                 expiry = self._deadline(key, track)
                 if expiry is not None and horizon > expiry:
                     track.open = self._new_timeout(key, track, expiry, inferred=not self.simulate)
-        episodes = sorted(self.episodes, key=lambda e: (e.start, e.server, e.component))
+        order = _by_start
+        episodes = sorted(self.episodes, key=order)
+        absences = sorted(self.absences, key=order)
         first_seen = {k: t.first_seen for k, t in self.tracks.items()}
-        failovers, outages = cluster_episodes(episodes, first_seen)
+        failovers, outages = cluster_episodes(episodes, first_seen, absences)
         return Result(
             horizon=horizon,
             position=self.state.position,
             episodes=episodes,
+            absences=absences,
             failovers=failovers,
             cluster_outages=outages,
             sync_periods=list(self.sync.periods) if self.sync is not None else [],
@@ -455,10 +477,15 @@ class EpisodeBuilder:
         )
 
 
+def _by_start(e: Episode) -> tuple[datetime, str, str]:
+    return (e.start, e.server, e.component)
+
+
 def cluster_episodes(
-    episodes: list[Episode], first_seen: Mapping[Key, datetime]
+    episodes: list[Episode], first_seen: Mapping[Key, datetime], absences: Iterable[Episode] = ()
 ) -> tuple[list[Failover], list[ClusterOutage]]:
-    """Failovers and cluster outages from the Service components' episodes.
+    """Failovers and cluster outages from the Service components' episodes and absences (a
+    component is not current during either).
 
     Every change at one instant is applied before judging it: a component coming back at the
     second another one expires took the work over (a failover, not a cluster outage).
@@ -467,7 +494,7 @@ def cluster_episodes(
     for key, seen in first_seen.items():
         if key[1] == "service":
             changes.append((seen, 0, key, None))
-    service = [e for e in episodes if e.component == "service"]
+    service = [e for e in [*episodes, *absences] if e.component == "service"]
     for e in service:
         changes.append((e.start, 1, (e.server, e.component), e))
         if e.end is not None:

@@ -24,10 +24,11 @@ from domain.events import (
     MonitorResumed,
     component_stream,
 )
-from domain.state import Configuration, fold
+from domain.state import ClusterState, Configuration, fold
 from eventstore.decoding import RecordedEvent
 from eventstore.store import EventStore
 from projections.audit.episodes import TIMEOUT_SETTING
+from projections.readmodel import boundary
 
 LIST_LIMIT = 20  # most recent removals / recoveries / timeouts listed
 _EPSILON = timedelta(microseconds=1)  # the store's `until` is exclusive; T itself is included
@@ -46,20 +47,27 @@ def explain(store: EventStore, server: str, component: str, at: datetime) -> dic
     nothing about the component at or before `at`."""
     stream = component_stream(server, component)
     until = at + _EPSILON
+    seed = _seed(store, server, component, at)
     cluster_events = store.read_all(
-        streams=[CLUSTER_STREAM, MONITOR_STREAM], until=until, limit=None
+        after=seed.position, streams=[CLUSTER_STREAM, MONITOR_STREAM], until=until, limit=None
     )
     own = store.read_all(
+        after=seed.position,
         streams=[stream],
         types=["ComponentRemoved", "ComponentTimedOut", "ComponentRecovered"],
         until=until,
         limit=None,
     )
     last_beat = store.last_heartbeat(stream, at)
+    if last_beat is None and seed.component(server, component) is not None:
+        archived = cast(boundary.Archive, boundary.newest_archive(store))  # it seeded
+        raise boundary.Archived(
+            archived, f"the last heartbeat of {stream} by {boundary.moment(at)}"
+        )
     if last_beat is None and not own:
         raise NeverSeen(f"the log has no event of the {component} component of {server} by {at}")
     chain = sorted([*cluster_events, *own, *([last_beat] if last_beat else [])], key=_position)
-    state = fold(chain)
+    state = fold(chain, seed)
     config = state.configuration
     setting = TIMEOUT_SETTING[component]
     timeout = rules.timeout_seconds(component, config)
@@ -118,7 +126,19 @@ def explain(store: EventStore, server: str, component: str, at: datetime) -> dic
     answer["explanation"] = _sentence(
         component, beat, timeout, last_beat, recorded_timeout, answer["monitor_gap"]
     )
+    skew = rules.clock_skew_reason(current, config)
+    if skew is not None:
+        answer["explanation"] += "; " + _skew_sentence(skew, last_beat, config)
     return answer
+
+
+def _seed(store: EventStore, server: str, component: str, at: datetime) -> ClusterState:
+    """The state the chain folds on: empty, or past archived events the boundary's (its
+    configuration, monitor gap and this component). Archived for a time before the boundary."""
+    archived = boundary.newest_archive(store)
+    if archived is not None and at < archived.before:
+        raise boundary.Archived(archived, boundary.moment(at))
+    return boundary.component_seed(store, server, component)
 
 
 def _position(r: RecordedEvent) -> int:
@@ -198,6 +218,18 @@ def _timed_out(r: RecordedEvent) -> dict[str, Any]:
         "configuration_version": e.configuration_version,
         "last_heartbeat_position": e.last_heartbeat_position,
     }
+
+
+def _skew_sentence(skew: str, last_beat: RecordedEvent | None, config: Configuration) -> str:
+    """`skew` ("its clock is 10 days behind ours") with the two clocks it compares."""
+    limit = format_duration(rules.skew_limit_seconds(config))
+    if last_beat is None:  # not expected: the skew comes from the last heartbeat
+        return f"{skew} (more than {limit} apart)"
+    sent = cast(HeartbeatRecorded, last_beat.event).sent_at
+    return (
+        f"{skew}: its last heartbeat says it was sent at {sent.isoformat()}, we recorded it at"
+        f" {last_beat.recorded_at.isoformat()} (more than {limit} apart is a warning)"
+    )
 
 
 def _sentence(component, beat, timeout, last_beat, recorded, gap) -> str:

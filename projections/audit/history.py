@@ -24,6 +24,7 @@ from domain.events import (
 )
 from domain.state import ClusterState, apply
 from eventstore.store import EventStore
+from projections.readmodel import boundary
 
 _CLUSTER_TYPES = ["ConfigurationChanged", "MonitorResumed"]
 
@@ -43,6 +44,7 @@ def _look(state: ClusterState, server: str, name: str, now) -> dict[str, Any] | 
         "verification": component.verification,
         "product_version": component.product_version,
         "timeout_seconds": rules.timeout_seconds(name, config),
+        "clock_skew": rules.clock_skew_reason(component, config),
     }
 
 
@@ -58,6 +60,9 @@ def _changes(before: dict | None, after: dict) -> list[str]:
     ):
         if before[key] != after[key]:
             out.append(f"{label} {before[key]} → {after[key]}")
+    # Whether the clock is off, not by how much: each heartbeat words a slightly different skew.
+    if (before["clock_skew"] is None) != (after["clock_skew"] is None):
+        out.append(after["clock_skew"] or "its clock agrees with ours again")
     return out
 
 
@@ -121,12 +126,19 @@ def component_history(store: EventStore, server: str, component: str) -> list[di
     `reason` (why this entry), `status`, `verification`, `product_version`. Empty when the
     component never appeared."""
     own = store.read_stream(component_stream(server, component))
+    state = boundary.component_seed(store, server, component)
+    own = [r for r in own if r.position > state.position]  # (kept before a restored archive)
     if not own:
+        archived = boundary.newest_archive(store)
+        if archived is not None and state.component(server, component) is not None:
+            # Known at the boundary, nothing of it since: all its history is in the archive.
+            raise boundary.Archived(archived, f"the history of {component} on {server}")
         return []
-    cluster = store.read_all(types=_CLUSTER_TYPES, limit=None, up_to=own[-1].position)
-    state = ClusterState()
+    cluster = store.read_all(
+        after=state.position, types=_CLUSTER_TYPES, limit=None, up_to=own[-1].position
+    )
     history: list[dict[str, Any]] = []
-    ever_seen = False
+    ever_seen = state.component(server, component) is not None
     for recorded in heapq.merge(own, cluster, key=lambda r: r.position):
         event = recorded.event
         at = event.expired_at if isinstance(event, ComponentTimedOut) else recorded.recorded_at

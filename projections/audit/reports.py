@@ -3,13 +3,16 @@
 A report over [since, until) folds every event recorded before `until` (at or below the log
 position it is computed at) and nothing else, so recomputing a past period, at any later time,
 gives identical numbers. Definitions (per component, over its observed span in the period,
-i.e. from max(since, its first heartbeat) to until):
-- `outages`: outage episodes overlapping the period (timeouts and manual removals);
+i.e. from max(since, its first heartbeat) to until, less the time it was removed by hand: a
+removed component is out of the cluster, neither up nor down):
+- `outages`: outage episodes overlapping the period (timeouts; one ends at the component's
+  removal, if it is removed while stale);
 - `outage_seconds`: their total overlap with the period; `uptime_percent` = 100 x (observed -
   outage) / observed;
 - `longest_outage_seconds`: the longest such overlap;
-- `mttr_seconds`: mean full duration (start to recovery) of the episodes that ended inside the
-  period; null when none did;
+- `mttr_seconds`: mean full duration (start to recovery) of the episodes that ended by a
+  recovery inside the period (one ended by a removal was never repaired); null when none did;
+- `removals`: removals by hand in the period; `removed_seconds`: the time it spent removed;
 - `failovers`: timeouts of this (Service) component while another Service component was current;
 - `outages_during_maintenance`: those of its outages that overlap a silence covering it (a
   maintenance window): counted like every other outage, and marked.
@@ -51,11 +54,15 @@ def _r(value: float | None) -> float | None:
 
 def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any]:
     episodes = result.episodes_in(since, until)
+    absences = result.absences_in(since, until)
     failovers = result.failovers_in(since, until)
     outages = result.cluster_outages_in(since, until)
     by_key: dict[tuple[str, str], list] = {}
     for e in episodes:
         by_key.setdefault((e.server, e.component), []).append(e)
+    away: dict[tuple[str, str], list] = {}
+    for a in absences:
+        away.setdefault((a.server, a.component), []).append(a)
     failover_counts: dict[tuple[str, str], int] = {}
     for f in failovers:
         key = (f.episode.server, f.episode.component)
@@ -64,13 +71,18 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
     components = []
     for key in sorted(result.first_seen):
         first = result.first_seen[key]
-        mine = by_key.get(key, [])
-        if first >= until or _absent_throughout(mine, since, until):
+        mine, gone = by_key.get(key, []), away.get(key, [])
+        if first >= until or _absent_throughout(gone, since, until):
             continue
-        observed = (until - max(since, first)).total_seconds()
+        removed = sum(a.overlap(since, until) for a in gone)
+        observed = (until - max(since, first)).total_seconds() - removed
         overlaps = [e.overlap(since, until) for e in mine]
         down = sum(overlaps)
-        ended = [e.seconds(until) for e in mine if e.end is not None and since < e.end <= until]
+        ended = [
+            e.seconds(until)
+            for e in mine
+            if e.end is not None and since < e.end <= until and e.end_cause != "removed"
+        ]
         silenced = [e for e in mine if _in_maintenance(e, result.state.silences.values(), until)]
         components.append(
             {
@@ -83,7 +95,8 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
                 "mttr_seconds": _r(sum(ended) / len(ended)) if ended else None,
                 "longest_outage_seconds": _r(max(overlaps, default=0.0)),
                 "failovers": failover_counts.get(key, 0),
-                "removals": sum(1 for e in mine if e.removed_at is not None),
+                "removals": sum(1 for a in gone if since <= a.start < until),
+                "removed_seconds": _r(removed),
                 "outages_during_maintenance": len(silenced),
             }
         )
@@ -141,6 +154,7 @@ def summarize(result: Result, since: datetime, until: datetime) -> dict[str, Any
             for p in sync
         ],
         "episodes": [e.to_dict(until) for e in episodes],
+        "absences": [a.to_dict(until) for a in absences],
     }
 
 
@@ -155,11 +169,8 @@ def _in_maintenance(episode, silences, until: datetime) -> bool:
     )
 
 
-def _absent_throughout(episodes, since, until) -> bool:
-    return any(
-        e.removed_at is not None and e.removed_at <= since and (e.end is None or e.end >= until)
-        for e in episodes
-    )
+def _absent_throughout(absences, since, until) -> bool:
+    return any(a.start <= since and (a.end is None or a.end >= until) for a in absences)
 
 
 # --- renderings -------------------------------------------------------------------------------
@@ -176,6 +187,7 @@ CSV_COLUMNS = (
     "longest_outage_seconds",
     "failovers",
     "removals",
+    "removed_seconds",
     "outages_during_maintenance",
     "cluster_outages",
     "cluster_outage_seconds",
@@ -270,7 +282,7 @@ Failovers: {cluster["failovers"]}. Cluster outages: {cluster["cluster_outages"]}
 
 
 def timeline_svg(data: dict[str, Any]) -> str:
-    """One lane per component (red: timeout, orange: removed) and one for the cluster
+    """One lane per component (red: outage, orange: removed by hand) and one for the cluster
     (dark red: cluster outage, blue ticks: failovers)."""
     e = html.escape
     since = _dt(data["period"]["since"])
@@ -306,7 +318,8 @@ def timeline_svg(data: dict[str, Any]) -> str:
             f'<rect x="{label_w}" y="{y + 3}" width="{chart_w}" height="{lane_h - 6}"'
             ' fill="#cfe8cf"/>'
         )
-    for ep in data["episodes"]:
+    # Reports stored before absences had them as episodes of cause "removed".
+    for ep in [*data["episodes"], *data.get("absences", ())]:
         lane = lane_of.get((ep["server"], ep["component"]))
         if lane is None:
             continue

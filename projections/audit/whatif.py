@@ -11,7 +11,7 @@ the period's events, not the log's. The actual builder is seeded by `episode_pas
 The simulated one cannot be: its episodes are not in the log. What decides them before the
 seed is little, though: a component's simulated track there depends only on its last heartbeat
 and on the configuration changes, monitor gaps and removals after it (a deadline change
-settles the deadlines already passed; a removal opens an episode until the next heartbeat).
+settles the deadlines already passed; a removal ends its episode and opens an absence).
 So the simulated builder is fed exactly those events before the seed (each component's last
 heartbeat, every configuration change, monitor gap and removal, in log order), which leaves it
 with the tracks and open episodes the full replay has there; then the snapshot's state and each
@@ -33,7 +33,7 @@ from eventstore.decoding import RecordedEvent
 from eventstore.store import EventStore
 from projections.audit.episode_pass import reporting, seeded_builder
 from projections.audit.episodes import Episode, EpisodeBuilder, Result
-from projections.readmodel import snapshots, timetravel
+from projections.readmodel import boundary, snapshots, timetravel
 
 # What the simulated builder reacts to, besides heartbeats (see the module's docstring).
 _DEADLINE_EVENTS = ["ConfigurationChanged", "MonitorResumed", "ComponentRemoved"]
@@ -51,6 +51,12 @@ def replay(
     only what overlaps [since, until) is sure to be complete (the pass starts at a snapshot
     before `since`); without, the pass starts at the beginning of the log."""
     builders = _seeded(store, min(since, until), overrides) if since is not None else None
+    if builders is None:
+        # From the beginning: past archived events the replay would start without the
+        # heartbeats that decide the simulated deadlines (seeding needs them in the log).
+        archived = boundary.newest_archive(store)
+        if archived is not None:
+            raise boundary.Archived(archived, "what a what-if replay starts from")
     actual, simulated = builders or (EpisodeBuilder(), EpisodeBuilder(overrides))
     events = store.iter_all(after=actual.state.position, until=until, batch_size=timetravel.PAGE)
     for recorded in reporting(timetravel.paced(events), progress):

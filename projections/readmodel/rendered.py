@@ -184,6 +184,18 @@ class _Counts:
         return rules.choose_references(*self.everyone)
 
 
+def _context(state: ClusterState) -> tuple:
+    """What every entry depends on besides its own server: a change re-evaluates them all.
+    The heartbeat frequency sets the clock-skew limit (rules.skew_limit_seconds)."""
+    config = state.configuration
+    return (
+        config.stale_timeout_seconds,
+        config.web_stale_timeout_seconds,
+        config.heartbeat_frequency_seconds,
+        state.monitor_resumed_at,
+    )
+
+
 _TEMPLATE, _B, _LAST_US, _OUT = map(attrgetter, ("template", "b", "last_us", "out"))
 
 
@@ -194,7 +206,7 @@ class ViewRenderer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._context: tuple[int, int, datetime | None] | None = None
+        self._context: tuple | None = None
         self._state: ClusterState | None = None
         self._last: tuple[ClusterState, datetime, list[bytes]] | None = None
 
@@ -230,11 +242,7 @@ class ViewRenderer:
     # --- keeping the entries ----------------------------------------------------------------
 
     def _reset(self, state: ClusterState, now_us: int) -> None:
-        self._context = (
-            state.configuration.stale_timeout_seconds,
-            state.configuration.web_stale_timeout_seconds,
-            state.monitor_resumed_at,
-        )
+        self._context = _context(state)
         self._judge = Judge(state.configuration, state.monitor_resumed_at)
         self._servers: dict[str, ServerState] = {}
         self._entries: dict[str, _Entry] = {}
@@ -324,12 +332,7 @@ class ViewRenderer:
     def _sync(self, state: ClusterState, now: datetime) -> int:
         """Bring every entry up to `state` at `now`; returns `now` in microseconds."""
         now_us = _us(now)
-        context = (
-            state.configuration.stale_timeout_seconds,
-            state.configuration.web_stale_timeout_seconds,
-            state.monitor_resumed_at,
-        )
-        if context != self._context:
+        if _context(state) != self._context:
             self._reset(state, now_us)
         self._config = state.configuration
         stale = set()

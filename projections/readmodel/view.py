@@ -74,6 +74,7 @@ def server_entry(
     `collection` the failure of its polls, if it is a target whose polls fail."""
     components, findings = [], []
     all_ok = True
+    skew_limit = rules.skew_limit_seconds(config)
     # rules.version_in_sync / key_in_sync, in the same pass over the components.
     versions, key_reference = refs.versions, refs.key_reference
     version_ok = key_ok = None
@@ -84,11 +85,15 @@ def server_entry(
             key_ok = component.encryption_key_fingerprint == key_reference(component.product)
         last = component.last_heartbeat_at
         age = (now - last).total_seconds() if last is not None else None
+        sent = component.last_sent_at
+        # Our clock minus the sender's: how far off the agent's clock is (rules.clock_skew_seconds).
+        skew = (last - sent).total_seconds() if sent is not None and last is not None else None
         if (
             beat_state == "current"
             and component.status == "ok"
             and component.verification == "verified"
             and collection is None
+            and (skew is None or -skew_limit <= skew <= skew_limit)
         ):
             reasons: list[str]
             health, reasons = "ok", []
@@ -97,7 +102,6 @@ def server_entry(
             health, reasons = rules.component_health(component, config, beat, collection)
             all_ok = all_ok and health == "ok"
         findings.append((component.name, health, reasons))
-        sent = component.last_sent_at
         components.append(
             {
                 "name": component.name,
@@ -115,10 +119,7 @@ def server_entry(
                     "stale_since": stale_since,
                     "deadline": expiry,
                     "last_position": component.last_heartbeat_position,
-                    # Our clock minus the sender's: how far off the agent's clock is.
-                    "sender_clock_skew_seconds": round((last - sent).total_seconds(), 3)
-                    if sent is not None and last is not None
-                    else None,
+                    "sender_clock_skew_seconds": round(skew, 3) if skew is not None else None,
                 },
             }
         )

@@ -263,7 +263,10 @@ def test_a_report_started_from_any_snapshot_equals_the_full_pass(store, clock):
     gone = [c for c in full[54]["components"] if (c["server"], c["component"]) == ("a", "service")]
     assert gone == []  # removed before the period and not back
     late = full[52]["episodes"]
-    assert [(e["server"], e["component"], e["cause"], e["removed_at"]) for e in late] == [
-        ("b", "web", "removed", at(45)),
-        ("a", "service", "timeout", at(53)),
+    assert [(e["server"], e["component"], e["end"], e["end_cause"]) for e in late] == [
+        ("a", "service", at(53), "removed"),  # removed while stale: the outage ends there
+    ]
+    assert [(e["server"], e["component"], e["start"]) for e in full[52]["absences"]] == [
+        ("b", "web", at(45)),
+        ("a", "service", at(53)),
     ]

@@ -26,7 +26,7 @@ def run(log: Log, horizon_minutes: float, overrides=None, track_sync=False) -> R
     return builder.finish(at(horizon_minutes))
 
 
-def test_a_removal_is_an_outage_until_the_next_heartbeat_and_not_a_failover():
+def test_a_removal_is_an_absence_until_the_next_heartbeat_not_an_outage_nor_a_failover():
     log = Log()
     log.heartbeat("a")
     log.heartbeat("b")
@@ -36,9 +36,10 @@ def test_a_removal_is_an_outage_until_the_next_heartbeat_and_not_a_failover():
     log.heartbeat("b")
     back = log.heartbeat("a")
     result = run(log, 4)
-    [episode] = result.episodes
-    assert (episode.cause, episode.start, episode.end) == ("removed", at(1), at(3))
-    assert episode.positions == [removal.position, back.position]
+    assert result.episodes == []
+    [absence] = result.absences
+    assert (absence.cause, absence.start, absence.end) == ("removed", at(1), at(3))
+    assert absence.positions == [removal.position, back.position]
     assert result.failovers == [] and result.cluster_outages == []
 
 
