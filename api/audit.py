@@ -16,7 +16,14 @@ from api.heartbeats import json_body
 from api.limits import expensive
 from api.problems import Problem, invalid
 from api.query import Blueprint, NoQuery, QueryInteger
-from api.responses import REPORT_FORMATS, AnswerSchema
+from api.responses import (
+    ExplanationSchema,
+    FailoversSchema,
+    OutagesSchema,
+    ReportListSchema,
+    WhatIfSchema,
+    report_formats,
+)
 from api.schemas import require_component_path
 from api.services import services
 from projections.audit import episode_pass, explain, report_store, reports, whatif
@@ -31,43 +38,35 @@ MAX_ID = 2**31 - 1
 
 
 class PeriodSchema(ma.Schema):
+    """[since, until) of an audit. Both ends are free: a period that is empty (since at or after
+    until) has nothing in it, and a longer one than MAX_SPAN is cut to its last MAX_SPAN; the
+    answer's `period` says what was read. No cross-field refusal: the document could not say it."""
+
     class Meta:
         unknown = ma.RAISE
 
     since = Instant(
-        metadata={"description": "start (inclusive), ISO-8601 with a zone; default until - 1 day"}
+        metadata={
+            "description": "start (inclusive); default until - 1 day. At or after `until`: an"
+            f" empty period. More than {MAX_SPAN.days} days before `until`: the period is its"
+            f" last {MAX_SPAN.days} days (see the answer's `period`)"
+        }
     )
-    until = Instant(metadata={"description": "end (exclusive), ISO-8601 with a zone; default now"})
-
-    @ma.validates_schema
-    def ordered(self, data, **kwargs):
-        since, until = data.get("since"), data.get("until")
-        if since is not None and until is not None:
-            if since >= until:
-                raise ma.ValidationError("until must be after since", "until")
-            if until - since > MAX_SPAN:
-                raise ma.ValidationError(
-                    f"the period may span at most {MAX_SPAN.days} days", "since"
-                )
+    until = Instant(metadata={"description": "end (exclusive); default now"})
 
 
 class WhatIfQuerySchema(PeriodSchema):
     stale_timeout_seconds = QueryInteger(
         validate=validate.Range(1, MAX_TIMEOUT),
-        metadata={"description": "the Service stale timeout to replay the history with"},
+        metadata={
+            "description": "the Service stale timeout to replay the history with; default: the"
+            " one in force"
+        },
     )
     web_stale_timeout_seconds = QueryInteger(
         validate=validate.Range(1, MAX_TIMEOUT),
-        metadata={"description": "the Web window to replay the history with"},
+        metadata={"description": "the Web window to replay the history with; default: in force"},
     )
-
-    @ma.validates_schema
-    def some_setting(self, data, **kwargs):
-        if "stale_timeout_seconds" not in data and "web_stale_timeout_seconds" not in data:
-            raise ma.ValidationError(
-                "give stale_timeout_seconds and/or web_stale_timeout_seconds",
-                "stale_timeout_seconds",
-            )
 
 
 class ExplainQuerySchema(ma.Schema):
@@ -96,23 +95,34 @@ class ReportListQuerySchema(ma.Schema):
     before = QueryInteger(validate=validate.Range(1, MAX_ID), metadata={"description": "id"})
 
 
-class ReportCreateSchema(PeriodSchema):
+class ReportCreateSchema(ma.Schema):
+    """A stored report covers a period that has ended, and is not empty: the refusals are
+    documented on POST /reports (they depend on the clock, or compare two fields)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
     since = Instant(required=True)
     until = Instant(required=True)
 
+    @ma.validates_schema
+    def ordered(self, data, **kwargs):
+        since, until = data.get("since"), data.get("until")
+        if since is not None and until is not None:
+            if since >= until:
+                raise ma.ValidationError("until must be after since", "until")
+            if until - since > MAX_SPAN:
+                raise ma.ValidationError(
+                    f"the period may span at most {MAX_SPAN.days} days", "since"
+                )
+
 
 def _period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    """The period an audit reads, as PeriodSchema documents it."""
     now = services(current_app).clock()
     until = until or now
     since = since or until - DEFAULT_SPAN
-    if since >= until:
-        raise Problem(
-            422,
-            "the request is not valid: see errors",
-            errors={"since": ["since must be before until (default: now)"]},
-            kind="validation",
-        )
-    return since, until
+    return min(max(since, until - MAX_SPAN), until), until
 
 
 def _episodes(since: datetime, until: datetime) -> episode_pass.Result:
@@ -120,8 +130,9 @@ def _episodes(since: datetime, until: datetime) -> episode_pass.Result:
     scheduler there may be none near it, so one is kept first (once: the next periods near
     it start there)."""
     store, horizon = services(current_app).store, _horizon(until)
-    timetravel.keep_snapshot_before(store, min(since, horizon))
-    return episode_pass.build(store, horizon, since=since)
+    start = min(since, horizon)  # a period in the future: nothing happened in it yet
+    timetravel.keep_snapshot_before(store, start)
+    return episode_pass.build(store, horizon, since=start)
 
 
 def _horizon(until: datetime) -> datetime:
@@ -141,7 +152,7 @@ def _horizon(until: datetime) -> datetime:
     "= recovery, cause, configuration in force, detector, and the positions of the events "
     "they were built from.",
 )
-@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@blp.alt_response(200, schema=OutagesSchema, success=True, description="Episodes, with a summary")
 @expensive()
 def outages(since=None, until=None):
     since, until = _period(since, until)
@@ -164,7 +175,9 @@ def outages(since=None, until=None):
     description="A failover: a Service component timed out while another Service component "
     "stayed current (the work moved). A cluster outage: no current Service component at all.",
 )
-@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@blp.alt_response(
+    200, schema=FailoversSchema, success=True, description="Failovers and cluster outages"
+)
 @expensive()
 def failovers(since=None, until=None):
     since, until = _period(since, until)
@@ -186,11 +199,14 @@ def failovers(since=None, until=None):
     description="The episodes, failovers and cluster outages that would have happened, beside "
     "the ones that did.",
 )
-@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@blp.alt_response(
+    200, schema=WhatIfSchema, success=True, description="What happened and what would have"
+)
 @expensive()
 def what_if(since=None, until=None, **settings):
     since, until = _period(since, until)
-    return whatif.what_if(services(current_app).store, since, _horizon(until), settings)
+    horizon = _horizon(until)
+    return whatif.what_if(services(current_app).store, min(since, horizon), horizon, settings)
 
 
 # --- explanation ------------------------------------------------------------------------------
@@ -205,7 +221,9 @@ def what_if(since=None, until=None, **settings):
     "the timeout in force and the configuration change that set it, the detector of the "
     "timeout, monitor gaps, removals and recoveries.",
 )
-@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@blp.alt_response(
+    200, schema=ExplanationSchema, success=True, description="The state and the chain behind it"
+)
 @expensive()
 def explain_component(server: str, component: str, at=None):
     require_component_path(server, component)
@@ -223,7 +241,9 @@ def explain_component(server: str, component: str, at=None):
 @require("viewer")
 @blp.arguments(ReportListQuerySchema, location="query", as_kwargs=True)
 @blp.doc(summary="Stored reports, newest first")
-@blp.alt_response(200, schema=AnswerSchema, success=True, description="See above")
+@blp.alt_response(
+    200, schema=ReportListSchema, success=True, description="Stored reports, newest first"
+)
 def list_reports(limit, kind=None, before=None):
     rows = report_store.listing(services(current_app).engine, kind=kind, limit=limit, before=before)
     return {"reports": rows, "next_before": rows[-1]["id"] if len(rows) == limit else None}
@@ -232,6 +252,9 @@ def list_reports(limit, kind=None, before=None):
 @blp.route("/reports", methods=["POST"])
 @blp.doc(
     summary="Compute and store a report for a period now",
+    description="The period [since, until) must have ended (`until` not after now), be "
+    f"non-empty (`since` before `until`) and span at most {MAX_SPAN.days} days; otherwise the "
+    "answer is 422 naming the field.",
     requestBody={
         "required": True,
         "content": {
@@ -239,16 +262,14 @@ def list_reports(limit, kind=None, before=None):
                 "schema": {
                     "type": "object",
                     "required": ["since", "until"],
-                    "properties": {
-                        "since": {"type": "string", "format": "date-time"},
-                        "until": {"type": "string", "format": "date-time"},
-                    },
+                    "properties": {"since": Instant.DOCUMENTED, "until": Instant.DOCUMENTED},
+                    "additionalProperties": False,
                 }
             }
         },
     },
 )
-@blp.doc(responses={"201": {**REPORT_FORMATS, "description": "The stored report"}})
+@blp.doc(responses={"201": report_formats("The stored report")})
 @require("admin")
 @blp.arguments(NoQuery, location="query", as_kwargs=True)
 @expensive()
@@ -283,7 +304,7 @@ def create_report():
     description="`?format=` or the Accept header (application/json, text/csv, text/html). The "
     "HTML page has an inline SVG timeline and no external assets.",
 )
-@blp.doc(responses={"200": REPORT_FORMATS})
+@blp.doc(responses={"200": report_formats("The report")})
 def get_report(report_id: int, format=None):
     report = (
         report_store.get(services(current_app).engine, report_id) if report_id <= MAX_ID else None

@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 from api.auth import require
 from api.heartbeats import json_body, request_metadata
 from api.limits import expensive
-from api.problems import Problem, invalid
+from api.problems import MEDIA_TYPE, Problem, ProblemSchema, archived, invalid
 from api.query import Blueprint, NoQuery
 from api.responses import ClusterViewSchema, HistorySchema, RemovalSchema
 from api.schemas import (
@@ -23,6 +23,7 @@ from api.services import services
 from domain.decisions import InvalidConfiguration, NotInCluster
 from projections.audit.history import component_history as history
 from projections.readmodel import timetravel
+from projections.readmodel.boundary import Archived, moment
 from projections.readmodel.rendered import ViewRenderer
 from projections.readmodel.view import PageMember, ServerSelection, live_time, page_of
 
@@ -57,6 +58,9 @@ def _renderer() -> ViewRenderer:
     "whole cluster's; the sync checks compare each server with the whole cluster.",
 )
 @blp.alt_response(200, schema=ClusterViewSchema, success=True, description="The cluster view")
+@blp.alt_response(
+    410, schema=ProblemSchema, content_type=MEDIA_TYPE, description="Archived: see `archive`"
+)
 @expensive(when=lambda at=None, position=None, **_: (at, position) != (None, None))
 def get_cluster(at=None, position=None, server=None, after=None, limit=None):
     svc = services(current_app)
@@ -72,10 +76,18 @@ def get_cluster(at=None, position=None, server=None, after=None, limit=None):
         else:
             parts = _renderer().render_page(state, now, selection, _page_member(selection))
         return Response(parts, mimetype="application/json")
+    field = "at" if at is not None else "position"
+    now = svc.clock()
+    if at is not None and at > now:
+        # The view then is not known yet: folding what is recorded so far would present a
+        # guess (everything going stale on schedule) as history.
+        detail = f"{moment(at)} is in the future: it is {moment(now)} by our clock"
+        raise Problem(422, detail, errors={field: [detail]}, kind="validation")
     try:
         view = timetravel.view_at(svc.store, at=at, position=position)
+    except Archived as exc:
+        raise archived(exc) from None
     except ValueError as exc:
-        field = "at" if at is not None else "position"
         raise Problem(422, str(exc), errors={field: [str(exc)]}, kind="validation") from None
     return view if selection is None else page_of(view, selection, _page_member(selection))
 

@@ -113,7 +113,8 @@ def document(app: Flask, spec) -> None:
             "200": {
                 "description": "Prometheus text exposition format",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
+            },
+            "default": {"$ref": "#/components/responses/DEFAULT_ERROR"},  # 401, 403
         },
     }
     spec.path(rule=rule, operations={"get": operation})

@@ -16,17 +16,26 @@ from api.fields import (
 from domain.events import COLLECTION_FAILURES, COMPONENTS, STATUSES, TRIGGERS, VERIFICATIONS
 
 
+def _example(field, value):
+    """The field, with an example in the OpenAPI document (schemathesis' examples phase sends
+    them; Swagger UI fills its forms with them)."""
+    field.metadata = {**field.metadata, "example": value}
+    return field
+
+
 class HeartbeatRecordedSchema(Schema):
-    server = fields.String(required=True, validate=validate.Length(1, 200))
-    component = fields.String(required=True, validate=validate.OneOf(COMPONENTS))
-    sent_at = Instant(required=True)
+    server = _example(fields.String(required=True, validate=validate.Length(1, 200)), "web01")
+    component = _example(
+        fields.String(required=True, validate=validate.OneOf(COMPONENTS)), "service"
+    )
+    sent_at = _example(Instant(required=True), "2026-11-27T10:00:00Z")
     status = fields.String(load_default="ok", validate=validate.OneOf(STATUSES))
     verification = fields.String(load_default="verified", validate=validate.OneOf(VERIFICATIONS))
-    os = _optional_text(100)
-    os_version = _optional_text(100)
-    ip = HostAddress(load_default=None, allow_none=True)
-    product = _optional_text(100)
-    product_version = _optional_text(50)
+    os = _example(_optional_text(100), "Ubuntu")
+    os_version = _example(_optional_text(100), "24.04")
+    ip = _example(HostAddress(load_default=None, allow_none=True), "10.0.0.5")
+    product = _example(_optional_text(100), "ProGet")
+    product_version = _example(_optional_text(50), "2025.10")
     encryption_key_fingerprint = Fingerprint(
         load_default=None,
         allow_none=True,
@@ -34,16 +43,17 @@ class HeartbeatRecordedSchema(Schema):
             r"^[0-9a-fA-F]{64}(?!\n)$",  # (?!\n): `$` alone also matches before a final newline
             error="must be 64 hex characters (the SHA-256 of the key, never the key)",
         ),
+        metadata={"example": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
     )
     message = _optional_text(500)
 
 
 class ConfigurationSchema(Schema):
-    load_balancing = JsonBoolean()
-    automatic_failover = JsonBoolean()
-    heartbeat_frequency_seconds = _seconds(1, 3600)
-    stale_timeout_seconds = _seconds(1, 7 * 86400)
-    web_stale_timeout_seconds = _seconds(60, 30 * 86400)
+    load_balancing = _example(JsonBoolean(), True)
+    automatic_failover = _example(JsonBoolean(), True)
+    heartbeat_frequency_seconds = _example(_seconds(1, 3600), 30)
+    stale_timeout_seconds = _example(_seconds(1, 7 * 86400), 300)
+    web_stale_timeout_seconds = _example(_seconds(60, 30 * 86400), 86400)
 
 
 class ConfigurationChangedSchema(Schema):
@@ -89,7 +99,11 @@ class TargetSettingsSchema(Schema):
         schemes={"http", "https"},
         require_tld=False,  # intranet hosts: proget01, 10.0.0.5
         validate=validate.Length(max=2000),
-        metadata={"description": "base URL (http or https, with a host); /health is appended"},
+        metadata={
+            "description": "base URL (http or https, with a host); /health is appended",
+            "format": "uri",  # apispec writes "url", which JSON Schema does not define
+            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+",
+        },
     )
     interval_seconds = _seconds(1, 3600)
     timeout_seconds = _seconds(1, 60)

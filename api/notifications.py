@@ -168,7 +168,9 @@ def list_channels():
     description="The whole channel: `url` and `on` are required, `servers` (default null: "
     "every server), `min_outage_seconds` (default 0) and `enabled` (default true) optional. "
     "The URL is stored sealed with CLUSTERMON_SECRET_KEY and never shown again; refused (409) "
-    "while that key is the development default. Records `ChannelConfigured`.",
+    "while that key is the development default. Records `ChannelConfigured`. 422 when the URL "
+    "is not one clustermon can send to (http/https, or an Apprise scheme with the parts it "
+    "needs).",
     requestBody={
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChannelChange"}}},

@@ -46,7 +46,7 @@ class HeartbeatSchema(HeartbeatRecordedSchema):
         unknown = ma.RAISE
 
     event_id = fields.UUID(load_default=None, metadata={"description": "idempotency key"})
-    server = fields.String(required=True, validate=SERVER_NAME)
+    server = fields.String(required=True, validate=SERVER_NAME, metadata={"example": "web01"})
 
     # Runs even when other fields failed: a raw key is also an unknown field, and marshmallow
     # skips schema validators after any field error by default, so the message never showed.
@@ -88,6 +88,16 @@ class IngestResultSchema(ma.Schema):
 
 
 class ConfigurationPatchSchema(ConfigurationSchema):
+    """The settings to change (at least one: `minProperties` in the document); the others keep
+    their value. The cross-field rule is in the document's description (DESCRIPTION)."""
+
+    DESCRIPTION = (
+        "The settings to change (at least one); the others keep their value. The stale timeout"
+        " must stay at least two heartbeat periods (`stale_timeout_seconds` >= 2 x"
+        " `heartbeat_frequency_seconds`, counting the settings in force for those not given):"
+        " a change that breaks it is refused with 422 naming the settings."
+    )
+
     class Meta:
         unknown = ma.RAISE
 
@@ -112,9 +122,19 @@ class ClusterQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    at = Instant(metadata={"description": "ISO-8601 time: the view as it was then"})
+    at = Instant(
+        metadata={
+            "description": "the view as it was then. Not in the future (422: the view then is"
+            " not known yet); before the first kept event: 422 before the log, 410 when those"
+            " events were archived (the problem's `archive` names the archive)"
+        }
+    )
     position = QueryInteger(
-        validate=validate.Range(1, MAX_POSITION), metadata={"description": "log position"}
+        validate=validate.Range(1, MAX_POSITION),
+        metadata={
+            "description": "log position: the view just after it. Not beyond the head (422);"
+            " below the oldest kept event: 410 (archived). Not together with `at` (422)"
+        },
     )
     # Paging and filtering, for large clusters. Without any of the three the answer is the whole
     # view as always; with one, it also has a `page` member.
@@ -153,13 +173,10 @@ class EventsQuerySchema(ma.Schema):
     type = fields.String(validate=validate.OneOf(sorted(CATALOG)))
     server = fields.String(validate=SERVER_NAME)
     component = fields.String(validate=validate.OneOf(COMPONENTS))
-    since = Instant()
-    until = Instant()
-
-    @ma.validates_schema
-    def ordered(self, data, **kwargs):
-        if "since" in data and "until" in data and data["since"] > data["until"]:
-            raise ma.ValidationError("until must not be before since", "until")
+    since = Instant(metadata={"description": "recorded at or after"})
+    # No cross-field refusal (the document could not state it): until before since is an
+    # empty range, answered with no events.
+    until = Instant(metadata={"description": "recorded before; before `since`: no events"})
 
 
 class StreamQuerySchema(ma.Schema):
@@ -171,6 +188,14 @@ class StreamQuerySchema(ma.Schema):
         metadata={
             "description": "resume after this position (a `Last-Event-ID` header wins); "
             "default: the head of the log, so only new events"
+        },
+    )
+    # Checked (and spent) by api/auth.py before this schema runs; declared for the document.
+    ticket = fields.String(
+        validate=validate.Length(max=200),
+        metadata={
+            "description": "instead of an Authorization header: a one-use ticket from "
+            "`POST /api/v1/events/stream/tickets` (for a browser's EventSource)"
         },
     )
 

@@ -117,7 +117,7 @@ def list_silences(all: bool):  # the query parameter's name
     summary="Start a maintenance window",
     description="Deliveries about the servers and components it names are suppressed from "
     "`starts_at` (default now) to `ends_at`, or for `duration_seconds`: give one of the two. "
-    "Records `SilenceCreated`.",
+    "Records `SilenceCreated`. 422 when it would end before it starts or end in the past.",
     requestBody={
         "required": True,
         "content": {

@@ -109,7 +109,9 @@ def list_targets():
     description="`url` is the product's base address (http or https, with a host); its "
     "`/health` is polled every `interval_seconds` (1-3600, default 30), each poll given "
     "`timeout_seconds` (1-60, default 5, shorter than the interval). Settings not named keep "
-    "their value. Records `TargetConfigured` (nothing when nothing changes).",
+    "their value. Records `TargetConfigured` (nothing when nothing changes). 422 when a new "
+    "target has no `url`, when the timeout would not stay below the interval (counting the "
+    "settings in force), or when `url` is not http(s) with a host name or address.",
     requestBody={
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TargetChange"}}},

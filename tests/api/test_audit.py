@@ -104,7 +104,6 @@ def test_the_default_period_is_the_last_day(client, tokens, history):
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ("since=2026-11-27T11:00:00Z&until=2026-11-27T10:00:00Z", "until"),
         ("since=2026-11-27T10:00:00", "since"),  # no zone
         ("since=yesterday", "since"),
         ("until=0001-01-01T00:00:00Z", "until"),
@@ -146,7 +145,6 @@ def test_what_if_a_longer_timeout_shows_the_blips_disappear(client, tokens, hist
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ("", "stale_timeout_seconds"),
         ("stale_timeout_seconds=0", "stale_timeout_seconds"),
         ("stale_timeout_seconds=2m", "stale_timeout_seconds"),
         ("stale_timeout_seconds=999999999", "stale_timeout_seconds"),

@@ -66,7 +66,6 @@ def test_bad_queries_are_422(client, tokens):
         "since=notadate",
         "component=db",
         "bogus=1",
-        "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
         "after=9223372036854775808",  # beyond a bigint (was a 500)
         "since=0001-01-01T00:00:00%2B14:00",
     ):

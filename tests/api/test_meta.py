@@ -37,11 +37,7 @@ def test_openapi_names_the_contract(client):
         for path in (f"/{probe}", f"/api/v1/{probe}"):
             assert paths[path]["get"]["security"] == [], path
             assert str(client.get(path).status_code) in paths[path]["get"]["responses"]
-    # The times' range, which JSON Schema's date-time format cannot express, is stated.
-    sent_at = spec["components"]["schemas"]["Heartbeat"]["properties"]["sent_at"]
-    assert "1970-01-01" in sent_at["description"] and "9000-01-01" in sent_at["description"]
-    # Answers documented as open objects, not as objects without properties.
-    assert spec["components"]["schemas"]["Answer"]["additionalProperties"] is True
+    # The times' range and answers' schemas: tests/api/test_contract.py.
     assert "Heartbeat" in spec["components"]["schemas"]
     # Errors are documented as what they are: RFC 9457 problem documents.
     error = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
@@ -52,9 +48,7 @@ def test_openapi_names_the_contract(client):
         "status",
         "detail",
     }
-    docs = client.get("/docs")
-    assert docs.status_code == 200
-    assert b"/api/v1/heartbeats" in docs.data
+    assert client.get("/docs").status_code == 200  # Swagger UI: tests/api/test_contract.py
 
 
 def _sample(body: str, name: str) -> float:
