@@ -9,7 +9,7 @@ import threading
 import time
 
 import orjson
-from flask import Response, current_app, request, stream_with_context
+from flask import Response, current_app, g, request, stream_with_context
 
 from api import settings
 from api.auth import require
@@ -129,7 +129,7 @@ class StillValid:
 
     def __init__(self, app):
         self.verifier = app.extensions["clustermon_tokens"]
-        self.token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        self.token_hash = g.token_hash  # of the header's token, or the ticket's (api/auth.py)
         self.every = self.verifier.ttl
         self.next_check = time.monotonic() + self.every
         self.valid = True
@@ -137,7 +137,7 @@ class StillValid:
     def __call__(self) -> bool:
         if self.valid and time.monotonic() >= self.next_check:
             try:
-                self.valid = self.verifier.verify(self.token) is not None
+                self.valid = self.verifier.verify_hash(self.token_hash) is not None
             except Exception:  # the database's outage is not the token's
                 log.warning("live stream: the token could not be checked again", exc_info=True)
             self.next_check = time.monotonic() + self.every
@@ -158,9 +158,9 @@ class StillValid:
     f"{settings.DEFAULTS['GEVENT_STREAMS']}); beyond that the answer is 503 (poll `/events` "
     "then).",
 )
-@require("viewer")
+@require("viewer", ticket=True)
 @blp.arguments(StreamQuerySchema, location="query", as_kwargs=True)
-def stream_events(after=None):
+def stream_events(after=None, ticket=None):  # the ticket was redeemed by require
     # The header wins (a reconnecting browser sends it), but may not be malformed either:
     # ASCII digits only (str.isdigit also takes "²"), within a bigint.
     header = request.headers.get("Last-Event-ID")

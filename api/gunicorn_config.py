@@ -8,10 +8,27 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 from api.server_errors import post_worker_init
 
-__all__ = ["on_exit", "post_worker_init"]
+__all__ = ["loglevel", "on_exit", "post_fork", "post_worker_init"]
+
+# gunicorn's own start lines ("Listening at:  (pid)": no address when each worker binds its own
+# socket) are replaced by post_fork's one line; its warnings and errors still show.
+loglevel = "warning"
+
+
+def post_fork(server, worker) -> None:
+    """Say where clustermon serves, in plain words, once: when the first worker has bound its
+    socket (SO_REUSEPORT: each worker binds its own, before this hook runs; otherwise the
+    master bound it before any worker), so a request sent now is queued, not refused."""
+    if worker.age != 1:  # a worker restarted later, or the others of the first batch
+        return
+    for bind in server.cfg.bind:
+        base = f"http://{bind}"
+        sys.stderr.write(f"clustermon is serving {base}/ (dashboard); API at {base}/api/v1\n")
+    sys.stderr.flush()
 
 
 def on_exit(server) -> None:

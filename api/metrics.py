@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, ingest counts, append latency, projection lag.
+"""Prometheus metrics: requests, ingest counts, append latency, projection lag, the timeouts
+and recoveries ingest emitted, the server's processes' CPU and memory.
 
 Under gunicorn every worker counts on its own; with PROMETHEUS_MULTIPROC_DIR set (`serve` sets
 it) /metrics aggregates all workers. No cluster data is exported, only counts and timings.
@@ -6,8 +7,11 @@ it) /metrics aggregates all workers. No cluster data is exported, only counts an
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -15,11 +19,14 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
 from prometheus_client import values as prometheus_values
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from domain.events import ComponentRecovered, ComponentTimedOut, RecordedEvent
 
 
 class _ProcessId:
@@ -62,11 +69,34 @@ APPEND_EVENTS = Histogram(
 )
 
 
-def on_commit(accepted: int, duplicates: int, events: int, seconds: float) -> None:
+# The scheduler counts what its sweep and its poller emit under the same names
+# (scheduler/metrics.py); ingest decides recoveries, and the timeouts no sweep saw first.
+TIMEOUTS = Counter(
+    "clustermon_timeouts_emitted_total",
+    "ComponentTimedOut events this process appended (by: sweep, ingest)",
+    ["by"],
+)
+RECOVERIES = Counter(
+    "clustermon_recoveries_emitted_total",
+    "ComponentRecovered events this process appended (by: ingest, collector)",
+    ["by"],
+)
+
+
+def on_commit(
+    accepted: int, duplicates: int, recorded: Sequence[RecordedEvent], seconds: float
+) -> None:
     HEARTBEATS.inc(accepted)
     DUPLICATES.inc(duplicates)
     APPEND_SECONDS.observe(seconds)
-    APPEND_EVENTS.observe(events)
+    APPEND_EVENTS.observe(len(recorded))
+    if len(recorded) > accepted:  # more than the heartbeats: a timeout or recovery among them
+        timeouts = sum(isinstance(r.event, ComponentTimedOut) for r in recorded)
+        recoveries = sum(isinstance(r.event, ComponentRecovered) for r in recorded)
+        if timeouts:
+            TIMEOUTS.labels("ingest").inc(timeouts)
+        if recoveries:
+            RECOVERIES.labels("ingest").inc(recoveries)
 
 
 # The methods a label may name. Anything else a client invents counts as "other": each label
@@ -112,6 +142,38 @@ class ProjectionLag:
             yield seconds
 
 
+class ServerProcesses:
+    """With several processes (PROMETHEUS_MULTIPROC_DIR: gunicorn's workers), the default
+    registry's process metrics would describe whichever worker answered the scrape. Instead:
+    prometheus_client's process metrics (CPU seconds, resident memory, open files, start time)
+    of every process of this server, labelled by `pid`: gunicorn's master and its children
+    (the workers; under `clustermon run` also the scheduler and the demo agents)."""
+
+    def collect(self):
+        families: dict[str, Metric] = {}
+        for pid in _server_pids():
+            collector = ProcessCollector(pid=functools.partial(str, pid), registry=None)
+            for family in collector.collect():
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    labels = {**sample.labels, "pid": str(pid)}
+                    merged.add_sample(sample.name, labels, sample.value)
+        yield from families.values()
+
+
+def _server_pids() -> list[int]:
+    """This worker's parent (gunicorn's master) and the master's children (Linux), else this
+    process alone."""
+    master = os.getppid()
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return [os.getpid()]
+    return [master, *sorted(int(pid) for pid in children)]
+
+
 def init_app(app: Flask) -> None:
     lag = ProjectionLag(app)
 
@@ -131,6 +193,7 @@ def init_app(app: Flask) -> None:
         registry = CollectorRegistry()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             multiprocess.MultiProcessCollector(registry)
+            registry.register(ServerProcesses())
         else:
             from prometheus_client import REGISTRY
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import translate
 
 import orjson
@@ -49,6 +49,22 @@ tokens_table = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     # JSON array of server names and patterns; NULL: not bound (migration 0009).
     sa.Column("servers", sa.Text(), nullable=True),
+)
+
+# Stream tickets (api/stream_tickets.py): a browser's EventSource sends no Authorization header,
+# so it opens the live stream with a ticket instead, valid once within TICKET_SECONDS. Stored
+# like tokens, as a SHA-256, with the hash of the token that asked for it: the stream acts as
+# that token. Redeemed by a compare-and-set (`used_at` NULL -> now, while unexpired), so a
+# ticket opens one stream whichever worker process or `serve` instance it reaches.
+TICKET_SECONDS = 60
+TICKET_PREFIX = "cm_ticket_"
+tickets_table = sa.Table(
+    "stream_tickets",
+    tokens_table.metadata,
+    sa.Column("ticket_hash", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("used_at", UTCDateTime(), nullable=True),
 )
 
 # A binding entry: a server name (letters, digits, '.', '_', '-') or a shell-style pattern of
@@ -148,6 +164,40 @@ def create_token(
     return token
 
 
+def issue_ticket(engine: sa.Engine, clock: Clock, token_hash: str) -> tuple[str, datetime]:
+    """A new stream ticket for the token with this hash, and when it expires. Expired tickets
+    are removed on the way: nothing can redeem them, so the table holds about a minute's."""
+    ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
+    now = clock()
+    expires_at = now + timedelta(seconds=TICKET_SECONDS)
+    c = tickets_table.c
+    with engine.begin() as conn:
+        conn.execute(tickets_table.delete().where(c.expires_at <= now))
+        conn.execute(
+            tickets_table.insert().values(
+                ticket_hash=hash_token(ticket), token_hash=token_hash, expires_at=expires_at
+            )
+        )
+    return ticket, expires_at
+
+
+def redeem_ticket(engine: sa.Engine, clock: Clock, ticket: str) -> str | None:
+    """The hash of the token a ticket was issued to, if the ticket is unused and unexpired;
+    from now on it is used. None if it is unknown, used or expired."""
+    digest = hash_token(ticket)
+    now = clock()
+    c = tickets_table.c
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            tickets_table.update()
+            .where(c.ticket_hash == digest, c.used_at.is_(None), c.expires_at > now)
+            .values(used_at=now)
+        ).rowcount
+        if claimed != 1:
+            return None
+        return conn.execute(sa.select(c.token_hash).where(c.ticket_hash == digest)).scalar()
+
+
 def revoke_tokens(engine: sa.Engine, clock: Clock, name: str) -> int:
     with engine.begin() as conn:
         result = conn.execute(
@@ -183,7 +233,10 @@ class TokenVerifier:
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> Principal | None:
-        digest = hash_token(token)
+        return self.verify_hash(hash_token(token))
+
+    def verify_hash(self, digest: str) -> Principal | None:
+        """As `verify`, by the token's SHA-256 (what a stream ticket remembers)."""
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:

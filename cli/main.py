@@ -13,7 +13,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 
 from api.app import create_app as api_create_app
-from cli import audit, readmodel, scheduler
+from cli import archive, audit, readmodel, scheduler
 from cli.db import db_group
 from cli.serve import run, serve
 from cli.simulate import simulate
@@ -33,6 +33,7 @@ def register_commands(app: Flask) -> None:
         *readmodel.commands,
         *scheduler.commands,
         *audit.commands,
+        *archive.commands,
     ]:
         _explain_missing_tables(command)
         app.cli.add_command(command)

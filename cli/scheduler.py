@@ -28,6 +28,8 @@ commands: list[click.Command] = []
 def scheduler(name: str | None, exit_with_parent: int | None) -> None:
     from api.services import services
     from cli.database_wait import wait_for_database
+    from scheduler import metrics as scheduler_metrics
+    from scheduler.retention_job import RetentionPolicy
     from scheduler.service import SchedulerService, run_forever
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -41,9 +43,16 @@ def scheduler(name: str | None, exit_with_parent: int | None) -> None:
         sweep_interval_seconds=float(current_app.config["SWEEP_INTERVAL_SECONDS"]),
         detector=name,
         secret_key=current_app.config["SECRET_KEY"],
+        retention=RetentionPolicy.from_environment(current_app.instance_path),
     )
-    click.echo(f"scheduler {service.detector}: standing by for the leader lock", err=True)
-    run_forever(service, exit_with_parent=exit_with_parent)
+    service.announce = lambda text: click.echo(text, err=True)
+    serving = scheduler_metrics.serve_from_environment()
+    if serving:
+        click.echo(f"scheduler {service.detector}: metrics at {serving[0]}", err=True)
+    try:
+        run_forever(service, exit_with_parent=exit_with_parent)
+    finally:
+        scheduler_metrics.forget_this_process()
     click.echo(f"scheduler {service.detector}: stopped", err=True)
     logging.shutdown()
     # Do not wait for a job still running (a long projection catch-up, say): its work is

@@ -15,9 +15,9 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 import migrations
-from api import tokens
 from api.services import services
 from api.settings import DEFAULTS
+from cli import laptop_tokens
 from cli.database_wait import wait_for_database
 from cli.processes import CLUSTERMON, SIMULATOR_TOKEN, spawn_scheduler
 
@@ -53,6 +53,8 @@ def _serve(app: Flask, host: str, port: int, workers: int, threads: int = 8) -> 
             self.cfg.set("accesslog", None)
             self.cfg.set("reuse_port", REUSE_PORT)
             self.cfg.set("post_worker_init", gunicorn_config.post_worker_init)
+            self.cfg.set("post_fork", gunicorn_config.post_fork)
+            self.cfg.set("loglevel", gunicorn_config.loglevel)
             self.cfg.set("on_exit", gunicorn_config.on_exit)
             self.cfg.set("control_socket_disable", True)  # see _serve_gevent
 
@@ -170,7 +172,6 @@ def _prepare(app: Flask, host: str | None, port: int | None) -> tuple[str, int]:
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     host, port = _prepare(app, host, port)
-    click.echo(f"clustermon serving on http://{host}:{port}/", err=True)
     workers = workers or app.config["WORKERS"]
     if sa.make_url(app.config["DATABASE_URL"]).get_backend_name() == "postgresql" and find_spec(
         "gevent"
@@ -199,8 +200,9 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
     svc = services(app)
     host, port = _prepare(app, host, port)
     url = f"http://{host}:{port}"
-    tokens.revoke_tokens(svc.engine, svc.clock, "laptop-admin")
-    admin = tokens.create_token(svc.engine, svc.clock, "laptop-admin", "admin")
+    database = _shown(app.config["DATABASE_URL"])
+    path = laptop_tokens.tokens_path(app.config["DATABASE_URL"], app.instance_path)
+    held = laptop_tokens.ensure(svc.engine, svc.clock, path, database)
 
     children = [spawn_scheduler(app.config["DATABASE_URL"])]
     demo = ""
@@ -214,17 +216,20 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
         if 0 < app.config["NEW_SERVERS_PER_HOUR"] < simulated:  # the demo asked for them
             app.config["NEW_SERVERS_PER_HOUR"] = simulated
         demo += _poll_fake_products(svc.commands, simulated)
-        agent = tokens.create_token(svc.engine, svc.clock, "simulator", "agent")
-        # The token goes by the environment: a command line is readable by every local user.
+        # The instance's agent token (not a new one per run); by the environment: a command
+        # line is readable by every local user.
         simulator = ["simulate", "--servers", str(simulated), "--url", url]
         children.append(
-            _spawn(*simulator, "--dead-service", "node02", env={SIMULATOR_TOKEN: agent})
+            _spawn(
+                *simulator,
+                "--dead-service",
+                "node02",
+                env={SIMULATOR_TOKEN: held.tokens["agent"]},
+            )
         )
     click.echo(
-        f"\nclustermon is starting on {url}/ (database: {_shown(app.config['DATABASE_URL'])})\n"
-        f"admin token (shown once): {admin}\n"
-        f"dashboard: {url}/  (sign in with the token)\n"
-        f"API:  curl -H 'Authorization: Bearer {admin}' {url}/api/v1/cluster\n"
+        f"\nclustermon is starting on {url}/ (database: {database})\n"
+        f"{_tokens_banner(held, url)}"
         f"docs: {url}/docs\n{demo}",
         err=True,
     )
@@ -235,6 +240,43 @@ def run(host: str | None, port: int | None, simulated: int) -> None:
             child.terminate()
         for child in children:
             child.wait(timeout=10)
+        click.echo("clustermon stopped", err=True)
+
+
+def _tokens_banner(held: laptop_tokens.LaptopTokens, url: str) -> str:
+    """The instance's tokens, where they are kept, and how to use them; loud if one changed."""
+    if not held.minted:
+        origin = "the same as before"
+    elif len(held.minted) == len(laptop_tokens.VARIABLES) and not held.replaced:
+        origin = "new"
+    else:
+        origin = f"new: {', '.join(held.minted)}"
+    width = max(map(len, held.tokens))
+    lines = [f"tokens of this instance ({origin}; kept in {held.path}, mode 0600):"]
+    lines += [
+        f"  {role} token:{' ' * (width - len(role))} {token}  ({_USES[role]})"
+        for role, token in held.tokens.items()
+    ]
+    if held.replaced:
+        lines.insert(
+            0,
+            f"WARNING: the {', '.join(held.replaced)} token(s) CHANGED: {held.path} held none this"
+            " database knows, so new ones were made and the earlier ones revoked; pages and"
+            " scripts that used them must use the new ones",
+        )
+    lines += [
+        f"dashboard: {url}/  (sign in with the admin token)",
+        f". {held.path}  # in a shell: $ADMIN_TOKEN, $VIEWER_TOKEN, $AGENT_TOKEN",
+        f'curl -H "Authorization: Bearer $VIEWER_TOKEN" {url}/api/v1/cluster',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_USES = {
+    "admin": "the dashboard's sign-in; changes configuration",
+    "viewer": "reads",
+    "agent": "sends heartbeats",
+}
 
 
 # The simulator's interval (10 s) as the heartbeat frequency and a stale timeout of three of

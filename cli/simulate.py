@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -26,8 +28,11 @@ from cli.processes import SIMULATOR_TOKEN
 @click.option("--dead-service", multiple=True, help="server whose service stops after one beat")
 @click.option("--version-drift", multiple=True, help="server reporting an older version")
 @click.option("--key-mismatch", multiple=True, help="server with a different encryption key")
+@click.option("--verbose", is_flag=True, help="print every round sent (default: changes only)")
 @with_appcontext
-def simulate(servers, url, token, interval, rounds, dead_service, version_drift, key_mismatch):
+def simulate(
+    servers, url, token, interval, rounds, dead_service, version_drift, key_mismatch, verbose
+):
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy
     url = url or f"http://{app.config['HOST']}:{app.config['PORT']}"
@@ -37,4 +42,14 @@ def simulate(servers, url, token, interval, rounds, dead_service, version_drift,
     scenario = sim.Scenario(
         servers, frozenset(dead_service), frozenset(version_drift), frozenset(key_mismatch)
     )
-    sim.run(url, token, scenario, interval, rounds, echo=lambda m: click.echo(m, err=True))
+    # Ctrl-C is how it stops (also under `run`, which stops it with itself): no "Aborted!"
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.run(
+            url,
+            token,
+            scenario,
+            interval,
+            rounds,
+            echo=lambda m: click.echo(m, err=True),
+            verbose=verbose,
+        )

@@ -68,14 +68,28 @@ def post(url: str, token: str, beats: list[dict]) -> dict:
         return orjson.loads(response.read())
 
 
-def run(url, token, scenario, interval, rounds=None, echo=print) -> None:
+def run(url, token, scenario, interval, rounds=None, echo=print, verbose=False) -> None:
+    """Send a round every `interval` seconds. Quiet unless something changes: the first
+    delivered round, losing and regaining the monitor; every round only when `verbose` (a
+    line every 10 s scrolled `run`'s tokens off the screen)."""
     done = 0
+    reachable: bool | None = None
     while rounds is None or done < rounds:
         try:
             receipt = post(url, token, heartbeats(scenario, datetime.now(UTC), done == 0))
-            echo(f"sent round {done + 1}: {receipt}")
         except (urllib.error.URLError, OSError) as exc:
-            echo(f"monitor not reachable at {url} ({exc}); retrying")
+            if reachable is not False or verbose:
+                echo(f"simulator: monitor not reachable at {url} ({exc}); retrying")
+            reachable = False
+        else:
+            if verbose:
+                echo(f"sent round {done + 1}: {receipt}")
+            elif not reachable:
+                echo(
+                    f"simulator: {scenario.servers} servers send heartbeats to {url} every"
+                    f" {interval:g} s (--verbose shows each round)"
+                )
+            reachable = True
         done += 1
         if rounds is None or done < rounds:
             time.sleep(interval)

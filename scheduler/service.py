@@ -12,6 +12,7 @@ Jobs (explicit ids; all `coalesce=True`, `max_instances=1`):
 - `snapshot` every minute: `take_snapshot` (it decides itself whether a snapshot is due; the
   cadence is the read model's business).
 - `reports` every minute: `run_due_reports`.
+- `retention` daily (and at start) when CLUSTERMON_RETENTION_DAYS is set: `run_retention`.
 - `notify-follow` every second: `NotifyFollower.catch_up` (the log's transitions into
   delivery rows, checkpointed); `notify-send` every second: `Sender.send_due` (pending rows
   to their channels). A takeover continues from the follower's checkpoint and the pending rows.
@@ -43,11 +44,14 @@ from notify.follower import NotifyFollower
 from notify.sender import Sender
 from projections.readmodel.runner import ProjectionRunner
 from projections.readmodel.snapshots import take_snapshot
+from scheduler import metrics
 from scheduler.deadlines import DeadlineIndex
 from scheduler.gaps import LIVENESS_EVERY, record_liveness, resume_after_gap
 from scheduler.leader import LeaderLock, leader_lock_for
 from scheduler.memory import release_free_memory
 from scheduler.reports_job import run_due_reports
+from scheduler.retention_job import EVERY_SECONDS as RETENTION_EVERY_SECONDS
+from scheduler.retention_job import RetentionPolicy, run_retention
 from scheduler.sweep import default_detector, emit_timeouts
 
 if TYPE_CHECKING:
@@ -70,8 +74,10 @@ class SchedulerService:
         lock: LeaderLock | None = None,
         collector: Poller | None = None,
         secret_key: str | None = None,
+        retention: RetentionPolicy | None = None,
     ):
         self.store = store
+        self.retention = retention  # None: CLUSTERMON_RETENTION_DAYS unset, the log keeps all
         self.clock = clock
         self.sweep_interval_seconds = sweep_interval_seconds
         self.detector = detector or default_detector()
@@ -87,8 +93,10 @@ class SchedulerService:
         self.sender = Sender(store.engine, secret_key, clock) if secret_key else None
         # Built now so that a bad CLUSTERMON_COLLECTOR_CA_BUNDLE stops the start, loudly.
         self.collector = collector or Poller(
-            ClusterCommands(store), clock, ca_bundle=os.environ.get(CA_BUNDLE_ENV) or None
+            _CountedCommands(store), clock, ca_bundle=os.environ.get(CA_BUNDLE_ENV) or None
         )
+        # Told once, in plain words, whether this process leads or stands by (cli/scheduler.py)
+        self.announce: Callable[[str], None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -104,12 +112,17 @@ class SchedulerService:
                 if not self.lock.still_held():
                     log.warning("%s: lost the leader lock, standing by", self.detector)
                     self.leading_since = None
+                    metrics.LEADING.set(0)
                     self.collector.stop(timeout=2.0)
                     return False
                 self._record_liveness()
                 return True
             self.index.follow(self.store)
             if not self.lock.try_acquire():
+                self._tell(
+                    f"scheduler {self.detector}: standing by: another scheduler is leading;"
+                    " this one takes over if it stops"
+                )
                 return False
             self._take_over()
             return True
@@ -135,9 +148,21 @@ class SchedulerService:
                 event.resumed_at,
             )
         self.leading_since = now
+        metrics.LEADING.set(1)
         self._liveness_at = None
         self._record_liveness()
-        log.info("%s: leading", self.detector)
+        if self.announce is None:  # a takeover, after the start was told
+            log.info("%s: leading", self.detector)
+        self._tell(
+            f"scheduler {self.detector}: leading (sweeps timeouts, polls targets, takes"
+            " snapshots, sends notifications)"
+        )
+
+    def _tell(self, text: str) -> None:
+        """Say `text` through `announce`, once: the first election's outcome."""
+        announce, self.announce = self.announce, None
+        if announce is not None:
+            announce(text)
 
     def _record_liveness(self) -> None:
         now = self.clock()
@@ -151,6 +176,7 @@ class SchedulerService:
         acquired = self._mutex.acquire(timeout=timeout)
         try:
             self.leading_since = None
+            metrics.LEADING.set(0)
             self.collector.stop(timeout=2.0)
             self.lock.release()
         finally:
@@ -166,9 +192,11 @@ class SchedulerService:
         with self._mutex:  # the index is not shared with a concurrent election's follow
             if not self.elect():
                 return
-            emitted = emit_timeouts(
-                self.store, self.clock(), index=self.index, detector=self.detector
-            )
+            with metrics.SWEEP_SECONDS.time():
+                emitted = emit_timeouts(
+                    self.store, self.clock(), index=self.index, detector=self.detector
+                )
+            metrics.count_emitted(emitted, "sweep")
         if emitted:  # tell people now, not at the next tick of the notify jobs
             self._notify()
 
@@ -186,6 +214,10 @@ class SchedulerService:
     def reports_job(self) -> None:
         if self.elect():
             run_due_reports(self.store, self.clock())
+
+    def retention_job(self) -> None:
+        if self.retention is not None and self.elect():
+            run_retention(self.store, self.clock(), self.retention)
 
     def notify_follow_job(self) -> None:
         if self.elect():
@@ -218,6 +250,15 @@ class SchedulerService:
         if self._projection_runner is None:
             self._projection_runner = ProjectionRunner(self.store)
         return self._projection_runner
+
+
+class _CountedCommands(ClusterCommands):
+    """The poller's commands: the recoveries its heartbeats imply are counted for /metrics."""
+
+    def record_heartbeats(self, beats, **options):
+        result = super().record_heartbeats(beats, **options)
+        metrics.count_emitted(result.recorded, "collector")
+        return result
 
 
 class DatabaseOutage:
@@ -285,6 +326,8 @@ def build_scheduler(service: SchedulerService, scheduler=None):
         (service.notify_send_job, "notify-send", 1, 5, False),
         # run_due_reports is idempotent and cheap when nothing is due.
         (service.reports_job, "reports", 60, 300, False),
+        # Daily, and once at start: a scheduler restarted more often than daily still archives.
+        (service.retention_job, "retention", RETENTION_EVERY_SECONDS, 3600, True),
     ]
     for job, job_id, seconds, grace, at_once in jobs:
         scheduler.add_job(

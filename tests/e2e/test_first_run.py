@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 
 import orjson
@@ -65,3 +67,39 @@ def test_metrics_add_up_every_gunicorn_worker(server):
         if line.startswith("clustermon_heartbeats_accepted_total ")
     ]
     assert float(line.split()[1]) == 20
+
+
+def _simulate(server, *options: str) -> str:
+    """What `clustermon simulate` says on stderr over three quick rounds."""
+    simulate = ["simulate", "--servers", "2", "--url", server.url, "--rounds", "3"]
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *simulate, "--interval", "0.05", *options],
+        env=server.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stderr
+
+
+def test_the_simulator_is_quiet_unless_asked(server):
+    server.cli("db", "upgrade")
+    server.start()
+    quiet = _simulate(server)
+    # One line that it works, not one per round: `run` prints its tokens above it.
+    assert quiet.splitlines() == [
+        f"simulator: 2 servers send heartbeats to {server.url} every 0.05 s (--verbose shows"
+        " each round)"
+    ]
+    verbose = _simulate(server, "--verbose")
+    assert [line.split(":")[0] for line in verbose.splitlines()] == [
+        "sent round 1",
+        "sent round 2",
+        "sent round 3",
+    ]
+
+
+def test_the_simulator_says_once_that_the_monitor_is_away(server):
+    server.cli("db", "upgrade")  # not started: nothing listens at its URL
+    said = _simulate(server)
+    assert len(said.splitlines()) == 1
+    assert said.startswith(f"simulator: monitor not reachable at {server.url}")

@@ -53,7 +53,7 @@ def laptop(command: list[str], tmp_path) -> Iterator[tuple[str, str]]:
     try:
         token = None
         for line in process.stderr:  # the banner prints the admin token once
-            if match := re.search(r"admin token \(shown once\): (\S+)", line):
+            if match := re.search(r"admin token: +(\S+)", line):
                 token = match.group(1)
                 break
         assert token, "no admin token printed"
