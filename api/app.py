@@ -67,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from api import (
         audit,
+        availability,
         cluster,
         cluster_metrics,
         dashboard,
@@ -77,8 +78,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         heartbeats,
         metrics,
         notifications,
+        responses,
+        retention,
         security_headers,
         silences,
+        stream_tickets,
         targets,
         tokens,
     )
@@ -96,6 +100,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # apispec documents fields.IP with the format "ip", which JSON Schema does not define.
     api.register_field(ma_fields.IP, "string", None)
     api.ma_plugin.converter.add_attribute_function(_ip_formats)
+    api.ma_plugin.converter.add_attribute_function(availability.segment_items)
     for blueprint in (
         heartbeats.blp,
         cluster.blp,
@@ -104,6 +109,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         targets.blp,
         notifications.blp,
         silences.blp,
+        stream_tickets.blp,
+        availability.blp,
+        retention.blp,
     ):
         api.register_blueprint(blueprint)
     api.spec.components.schema("Heartbeat", schema=heartbeats.HeartbeatSchema)
@@ -112,6 +120,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     api.spec.components.schema("TargetChange", schema=targets.TargetChangeSchema)
     api.spec.components.schema("ChannelChange", schema=notifications.ChannelChangeSchema)
     api.spec.components.schema("SilenceCreation", schema=silences.SilenceCreationSchema)
+    responses.document(api.spec)  # one schema per event type (api/responses.py)
 
     health.init_app(app)
     dashboard.init_app(app)
@@ -141,5 +150,14 @@ def _create_private_sqlite_file(url: str) -> None:
 def _ip_formats(converter, field, **kwargs) -> dict:
     """An IPv4 or IPv6 address, in the formats JSON Schema defines."""
     if isinstance(field, ma_fields.IP) and not isinstance(field, ma_fields.IPv4 | ma_fields.IPv6):
-        return {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+        # Each branch typed, so that generated clients see a string (or null), not Any.
+        null = [{"type": "null"}] if field.allow_none else []
+        kwargs["ret"].pop("type", None)  # the branches say it
+        return {
+            "anyOf": [
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"},
+                *null,
+            ],
+        }
     return {}

@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, jsonify, make_response, render_template
 
 from api.auth import current_principal
 from api.event_schemas import ConfigurationSchema
+from domain.events import CATALOG
 
 blueprint = Blueprint("dashboard", __name__, template_folder="templates")
 
@@ -32,6 +33,30 @@ SETTINGS = (
     ("stale_timeout_seconds", "Stale timeout (Service)", "number", "seconds"),
     ("web_stale_timeout_seconds", "Web stale window", "number", "seconds"),
 )
+
+
+# What the page calls each event type (the event log's filter and rows, the history dialog read
+# them from the filter's options): words an operator uses, not class names.
+EVENT_LABELS = {
+    "HeartbeatRecorded": "Heartbeat",
+    "ComponentTimedOut": "Timed out",
+    "ComponentRecovered": "Recovered",
+    "ComponentRemoved": "Removed by hand",
+    "ConfigurationChanged": "Configuration changed",
+    "MonitorResumed": "Monitor resumed after a gap",
+    "CollectionFailed": "Polling failed",
+    "TargetConfigured": "Polled server set",
+    "TargetRemoved": "Polling stopped",
+    "ChannelConfigured": "Notification channel set",
+    "ChannelRemoved": "Notification channel removed",
+    "SilenceCreated": "Silence started",
+    "SilenceEnded": "Silence ended",
+}
+
+
+def event_types() -> list[tuple[str, str]]:
+    """Every type the log holds with its label; a type without one shows its own name."""
+    return [(name, EVENT_LABELS.get(name, name)) for name in CATALOG]
 
 
 def _range(name: str) -> tuple[int, int] | None:
@@ -52,7 +77,9 @@ def settings() -> list[dict]:
 
 @blueprint.get("/")
 def page():
-    response = make_response(render_template("dashboard.html", settings=settings()))
+    response = make_response(
+        render_template("dashboard.html", settings=settings(), event_types=event_types())
+    )
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-store"  # the rest: api/security_headers.py
     return response

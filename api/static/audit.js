@@ -39,7 +39,11 @@ export function loadAudit() {
   ]).then(function (answers) {
     renderAudit(period, answers[0], answers[1]);
   }).catch(function (err) {
-    if (err.status === 404) {
+    if (err.status === 429) {
+      // Busy (expensive reads are limited per token, e.g. while a past view loads): again soon.
+      clearTimeout(auditTimer);
+      auditTimer = setTimeout(function () { auditTimer = null; loadAudit(); }, 1000);
+    } else if (err.status === 404) {
       auditAvailable = false;
       $("audit-period").textContent = "This server does not offer the audit endpoints.";
       $("audit-body").replaceChildren();
@@ -89,8 +93,11 @@ function renderAudit(period, failovers, outages) {
     (state.live ? "now" : utc(period.until)) + " UTC (from the log).";
   var parts = [];
   var outageRows = (outages.outages || []).map(function (o) {
+    // An outage ends when the component recovers or is removed by hand (`end_cause`).
+    var end = o.ongoing ? "ongoing" :
+      utc(o.end) + (o.end_cause === "removed" ? " (removed)" : "");
     return [o.server + " " + COMPONENT_LABEL[o.component], o.cause || "–", utc(o.start),
-            o.ongoing ? "ongoing" : utc(o.end), ongoing(o.ongoing, o.start, o.duration_seconds)];
+            end, ongoing(o.ongoing, o.start, o.duration_seconds)];
   });
   parts.push(outageRows.length ?
     table("Outages (" + outageRows.length + ")",
@@ -99,8 +106,9 @@ function renderAudit(period, failovers, outages) {
   var failoverRows = (failovers.failovers || []).map(function (f) {
     return [utc(f.at), f.server + " " + COMPONENT_LABEL[f.component],
             (f.taken_over_by || []).join(", ") || "–",
-            f.recovered_at ? utc(f.recovered_at) : "not yet",
-            ongoing(!f.recovered_at, f.at, f.outage_seconds)];
+            f.recovered_at ? utc(f.recovered_at) :
+              f.removed_at ? "removed " + utc(f.removed_at) : "not yet",
+            ongoing(!f.recovered_at && !f.removed_at, f.at, f.outage_seconds)];
   });
   parts.push(failoverRows.length ?
     table("Failovers (" + failoverRows.length + ")",

@@ -23,6 +23,7 @@ function renderMode() {
   var mode = $("mode");
   var position = view && view.as_of ? view.as_of.position : 0;
   mode.dataset.mode = state.live ? "live" : "past";
+  mode.dataset.position = String(position);
   document.body.classList.toggle("past", !state.live);
   $("tt-live").disabled = state.live;
   var use = mode.querySelector("use");
@@ -31,6 +32,7 @@ function renderMode() {
     $("mode-text").textContent = "Live view: the cluster now (log position " + position + ")";
     $("as-of").textContent = "Servers now, as of log position " + position;
   } else {
+    $("config-status").textContent = "";  // a past view has nothing saved to report
     use.setAttribute("href", "#i-warning");
     $("mode-text").textContent = "Past view: the cluster as it was at " + utc(state.at) +
       " UTC (log position " + position + "). Live updates are paused; choose Back to live" +

@@ -3,6 +3,7 @@
 import { api } from "./api-client.js";
 import { $, announce, state } from "./page.js";
 import { COMPONENT_LABEL, utc } from "./format.js";
+import { eventLabel } from "./event-log.js";
 import { requestRefresh } from "./live-updates.js";
 
 var removeTarget = null;
@@ -74,6 +75,23 @@ export function reloadOpenHistory(event) {
   }
 }
 
+// A transition in words: "Timed out", with who detected it as a detail under the label.
+function split(t) {
+  var label = eventLabel(t.event);
+  var why = t.reason || "";
+  if (t.event === "HeartbeatRecorded") {
+    label = /^first heartbeat/.test(why) ? "First heartbeat" :
+      /after removal/.test(why) ? "Back in the cluster" : "Changed";
+  }
+  var detail = "";
+  var m = /;? ?detected by (.+)$/.exec(why);
+  if (m) {
+    detail = "detected by " + m[1];
+    why = why.slice(0, m.index).replace(/[;,]\s*$/, "");
+  }
+  return { label: label, why: why, detail: detail };
+}
+
 function loadHistory(server, component) {
   var path = "/api/v1/servers/" + encodeURIComponent(server) + "/components/" +
     encodeURIComponent(component) + "/history";
@@ -86,11 +104,22 @@ function loadHistory(server, component) {
       var tr = document.createElement("tr");
       var later = !state.live && new Date(t.at) > state.at;
       if (later) { tr.className = "later"; }
-      [utc(t.at) + (later ? " (later)" : ""), t.event, t.state, t.health || "–", t.reason]
+      var said = split(t);
+      [utc(t.at) + (later ? " (later)" : ""), said.label, t.state, t.health || "–", said.why]
         .forEach(function (text, i) {
           var cell = document.createElement(i === 0 ? "th" : "td");
           if (i === 0) { cell.scope = "row"; }
           cell.textContent = text;
+          if (i === 1) {
+            cell.className = "what";
+            cell.title = t.event;
+            if (said.detail) {
+              var small = document.createElement("small");
+              small.className = "detail";
+              small.textContent = said.detail;
+              cell.append(document.createElement("br"), small);
+            }
+          }
           tr.appendChild(cell);
         });
       return tr;

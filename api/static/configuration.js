@@ -5,6 +5,18 @@ import { api } from "./api-client.js";
 import { $, isAdmin, state } from "./page.js";
 import { refresh } from "./live-updates.js";
 
+const SAVED_SECONDS = 4;
+var savedTimer = null;
+
+// "Saved." is news about one click: it goes after a few seconds and with any new edit.
+function showSaved() {
+  $("config-status").textContent = "Saved.";
+  clearTimeout(savedTimer);
+  savedTimer = setTimeout(function () {
+    if ($("config-status").textContent === "Saved.") { $("config-status").textContent = ""; }
+  }, SAVED_SECONDS * 1000);
+}
+
 export function noteEdit(event) {
   if (event.target.name) {
     state.dirty[event.target.name] = true;
@@ -38,7 +50,7 @@ export function saveConfiguration(event) {
   $("config-status").textContent = "Saving…";
   api("/api/v1/cluster/configuration", { method: "PUT", body: changes }).then(function () {
     state.dirty = {};
-    $("config-status").textContent = "Saved.";
+    showSaved();
     return refresh();
   }).catch(function (err) {
     $("config-status").textContent = "";

@@ -21,12 +21,24 @@ export function duration(seconds) {
   return Math.floor(seconds / 86400) + " days";
 }
 
-// The time field is a datetime-local input that holds UTC, not the browser's local time.
-export function localInputValue(d) { return d.toISOString().slice(0, 19); }
+// The time field is plain text in the one format the page writes: "YYYY-MM-DD HH:MM:SS", UTC,
+// 24-hour. A "T" for the space, missing seconds and a trailing "Z" or "UTC" are accepted too.
+export function localInputValue(d) { return utc(d); }
+
+const TYPED_TIME = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?(?:\s*(?:Z|UTC))?$/i;
 
 export function parseInputValue(value) {
-  if (!value) { return null; }
-  var withSeconds = value.length === 16 ? value + ":00" : value;
-  var d = new Date(withSeconds + "Z");
-  return isNaN(d.getTime()) ? null : d;
+  var m = TYPED_TIME.exec((value || "").trim());
+  if (!m) { return null; }
+  var parts = m.slice(1, 7).map(function (v) { return parseInt(v || "0", 10); });
+  var d = new Date(Date.UTC(parts[0], parts[1] - 1, parts[2], parts[3], parts[4], parts[5]));
+  // Date.UTC rolls 2026-02-31 over to March: refuse what the calendar does not have.
+  if (d.getUTCMonth() !== parts[1] - 1 || d.getUTCDate() !== parts[2] || parts[3] > 23 ||
+      parts[4] > 59 || parts[5] > 59) {
+    return null;
+  }
+  return d;
 }
+
+// "1 server", "2 servers".
+export function count(n, one, many) { return n + " " + (n === 1 ? one : (many || one + "s")); }

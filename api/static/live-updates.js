@@ -1,7 +1,9 @@
 /* Keeps the live view current.
  *
- * The event stream (SSE over fetch, because EventSource cannot send the bearer header) tells us
- * something changed; we then re-read /api/v1/cluster, which is the only source of what is
+ * The event stream tells us something changed: a plain EventSource opened with a one-use
+ * stream ticket (POST /api/v1/events/stream/tickets), so no long-lived token sits in a URL; on
+ * a server without tickets, SSE read over fetch with the bearer header (EventSource cannot
+ * send it). Either way, we then re-read /api/v1/cluster, which is the only source of what is
  * shown. Without the stream we poll. Staleness needs no event: the page also re-reads the view
  * when the earliest heartbeat deadline passes.
  */
@@ -18,8 +20,8 @@ var refreshing = false;
 var refreshAgain = false;
 var refreshTimer = null;
 var deadlineTimer = null;
-var stream = { controller: null, connected: false, after: 0, retryTimer: null, retries: 0,
-               reason: "" };
+var stream = { controller: null, source: null, tickets: null, attempt: 0, connected: false,
+               after: 0, retryTimer: null, retries: 0, reason: "" };
 var poll = { timer: null, nextAt: 0 };
 var streamListeners = [];
 
@@ -33,7 +35,7 @@ export function refresh() {
   state.attempted = Date.now();
   var seq = state.travelSeq;
   return api("/api/v1/cluster").then(function (view) {
-    if (state.live && seq === state.travelSeq) {
+    if (state.live && seq === state.travelSeq && hasToken()) {  // not signed out meanwhile
       render(view);
       scheduleDeadlineRefresh(view);
       extendRange(null, view.as_of.position);
@@ -96,6 +98,50 @@ export function stopLiveUpdates() {
 function startStream() {
   stopStream();
   if (!hasToken()) { return; }
+  if (stream.tickets === false) { startFetchStream(); return; }
+  var attempt = stream.attempt;
+  api("/api/v1/events/stream/tickets", { method: "POST" }).then(function (answer) {
+    if (attempt !== stream.attempt || !hasToken()) { return; }
+    stream.tickets = true;
+    openEventSource(answer.stream_url ||
+                    "/api/v1/events/stream?ticket=" + encodeURIComponent(answer.ticket));
+  }, function (err) {
+    if (attempt !== stream.attempt) { return; }
+    if (err.status === 404 || err.status === 405) {  // a server without tickets
+      stream.tickets = false;
+      startFetchStream();
+    } else if (err.status !== 401) {  // 401: api-client.js signs out
+      setConnected(false, "no stream ticket: " + err.message);
+      scheduleReconnect();
+    }
+  });
+}
+
+// Every type the log may send: the stream names each event by its type, and an EventSource
+// hears a named event only through a listener for that name (the event log's filter lists them).
+function eventTypes() {
+  return Array.prototype.map.call(document.querySelectorAll("#eventlog-type option[value]"),
+                                  function (o) { return o.value; }).filter(Boolean);
+}
+
+function openEventSource(url) {
+  var source = new EventSource(url + "&after=" + stream.after);
+  stream.source = source;
+  source.onopen = function () { if (stream.source === source) { setConnected(true); } };
+  // A ticket opens one stream once: never let the browser retry with it, ask for a new one.
+  source.onerror = function () {
+    if (stream.source !== source) { return; }
+    source.close();
+    stream.source = null;
+    setConnected(false, "the stream was interrupted");
+    scheduleReconnect();
+  };
+  function deliver(e) { handleEvent(e.lastEventId, e.type, e.data); }
+  source.addEventListener("message", deliver);
+  eventTypes().forEach(function (type) { source.addEventListener(type, deliver); });
+}
+
+function startFetchStream() {
   var controller = new AbortController();
   stream.controller = controller;
   fetch("/api/v1/events/stream?after=" + stream.after, {
@@ -132,8 +178,11 @@ function startStream() {
 }
 
 function stopStream() {
+  stream.attempt += 1;  // a ticket still on its way opens nothing
   if (stream.controller) { stream.controller.abort(); }
   stream.controller = null;
+  if (stream.source) { stream.source.close(); }
+  stream.source = null;
   clearTimeout(stream.retryTimer);
 }
 
@@ -148,7 +197,11 @@ function handleBlock(block) {
     else if (field === "event") { type = value; }
     else if (field === "data") { data += (data ? "\n" : "") + value; }
   });
-  if (id === null) { return; }
+  handleEvent(id, type, data);
+}
+
+function handleEvent(id, type, data) {
+  if (id === null || id === "") { return; }
   stream.after = parseInt(id, 10);
   var event = null;
   try { event = JSON.parse(data); } catch (e) { event = null; }
@@ -197,6 +250,11 @@ export function renderLive() {
   if (!hasToken()) {
     live.dataset.state = "off";
     text = "Not connected";
+  } else if (!state.live) {
+    // The same words as the past-view banner: nothing shown here is live.
+    live.dataset.state = "paused";
+    text = "Live updates: paused — past view";
+    live.title = "";
   } else if (stream.connected) {
     live.dataset.state = "connected";
     text = "Live updates: connected";

@@ -2,7 +2,9 @@
  * the page, with icons that carry their own text. */
 
 import { $, setText, state } from "./page.js";
-import { COMPONENT_LABEL, duration, utc } from "./format.js";
+import { COMPONENT_LABEL, count, duration, utc } from "./format.js";
+import { PAGE_SIZE, list, pageOf, tally } from "./server-list.js";
+import { showTabStatus } from "./tab-status.js";
 
 const HEALTH_LABEL = { ok: "OK", warning: "Warning", error: "Error", unknown: "Unknown" };
 const SVG = "http://www.w3.org/2000/svg";
@@ -50,8 +52,9 @@ function setReasons(details, reasons) {
 export function renderServers(view) {
   var body = $("servers-body");
   var existing = {};
+  var page = pageOf(view.servers);
   Array.prototype.forEach.call(body.rows, function (row) { existing[row.dataset.server] = row; });
-  view.servers.forEach(function (server, index) {
+  page.rows.forEach(function (server, index) {
     var row = existing[server.name];
     if (row) {
       delete existing[server.name];
@@ -67,6 +70,62 @@ export function renderServers(view) {
   });
   Object.keys(existing).forEach(function (name) { existing[name].remove(); });
   $("no-servers").hidden = view.servers.length > 0;
+  $("no-match").hidden = !view.servers.length || page.matching > 0;
+  renderPager(page);
+  var t = tally(view.servers);
+  renderCounts(t);
+  showTabStatus(t, !state.live);
+}
+
+// The filter or the page changed: show the same view again through them.
+export function reshowServers() { if (state.view) { renderServers(state.view); } }
+
+export function filterServers() {
+  list.filter = $("server-filter").value;
+  list.page = 0;
+  reshowServers();
+}
+
+export function turnPage(step) {
+  list.page += step;
+  reshowServers();
+  $("servers-title").scrollIntoView({ block: "start" });
+}
+
+function renderPager(page) {
+  $("servers-pager").hidden = page.matching <= PAGE_SIZE;
+  setText($("servers-page"), "Servers " + (page.matching ? page.start + 1 : 0) + "–" +
+          (page.start + page.rows.length) + " of " + page.matching +
+          (list.filter ? " matching" : "") + " · page " + (list.page + 1) + " of " + page.pages);
+  $("servers-prev").disabled = list.page === 0;
+  $("servers-next").disabled = list.page >= page.pages - 1;
+}
+
+function renderCounts(t) {
+  var line = $("health-counts");
+  var parts = [["error", count(t.error, "error")], ["warning", count(t.warning, "warning")],
+               ["ok", t.ok + " OK"]];
+  var key = [t.total, t.error, t.warning, t.ok, t.stale].join("|");
+  if (line.dataset.key === key) { return; }
+  line.dataset.key = key;
+  var nodes = [document.createTextNode(count(t.total, "server") + ": ")];
+  parts.forEach(function (part, i) {
+    var span = document.createElement("span");
+    span.className = "count";
+    span.dataset.health = part[0];
+    // The words say it: the icon is decoration here.
+    var mark = icon(part[0], "");
+    mark.removeAttribute("role");
+    mark.removeAttribute("aria-label");
+    mark.setAttribute("aria-hidden", "true");
+    mark.replaceChildren(mark.lastChild);  // no <title>: it would be read as text
+    span.append(mark, document.createTextNode(part[1]));
+    nodes.push(span);
+    if (i < parts.length - 1) { nodes.push(document.createTextNode(" · ")); }
+  });
+  if (t.stale) { nodes.push(document.createTextNode(" — " + t.stale + " stale " +
+                                                    (t.stale === 1 ? "component" : "components"))); }
+  line.replaceChildren.apply(line, nodes);
 }
 
 function fillRow(row, server) {
@@ -139,12 +198,15 @@ function fillComponent(cell, server, name, component) {
   var title = reasons.length ? reasons.join("\n") : "Healthy";
   setIcon(box.querySelector(".icon-slot"), component.health,
           COMPONENT_LABEL[name] + " " + HEALTH_LABEL[component.health], title);
+  var beat = component.heartbeat || {};
+  var reported = (component.status || "no status") + " · " +
+    (component.verification || "unverified");
+  // A stale component's status is only what it said last: never "ok" next to a red mark.
   setText(box.querySelector(".comp-status"),
-          (component.status || "no status") + " · " + (component.verification || "unverified"));
+          beat.state === "stale" ? "stale — last reported " + reported : reported);
   box.querySelector(".comp-status").title = "status · verification";
   setText(box.querySelector(".comp-version"),
           [component.product, component.product_version].filter(Boolean).join(" ") || "–");
-  var beat = component.heartbeat || {};
   var badge = box.querySelector(".beat-state");
   setText(badge, beat.state === "stale" ? "stale" : "current");
   badge.dataset.state = beat.state;
@@ -154,16 +216,27 @@ function fillComponent(cell, server, name, component) {
   var age = box.querySelector(".beat-age");
   age.dataset.age = beat.age_seconds === null || beat.age_seconds === undefined ?
     "" : String(beat.age_seconds);
+  // Stale for = the heartbeat's age minus how long it was current (stale_since - last_at).
+  age.dataset.currentFor = beat.state === "stale" && beat.stale_since && beat.last_at ?
+    String((new Date(beat.stale_since) - new Date(beat.last_at)) / 1000) : "";
   age.title = beat.last_at ? "last heartbeat " + utc(beat.last_at) + " UTC" : "";
   updateAge(age);
   setReasons(box.querySelector(".reasons"), reasons);
 }
 
-// The age the view reported, grown by the time since it arrived (a past view stands still).
+// The age the view reported, grown by the time since it arrived (a past view stands still):
+// "stale for 63 s · last heartbeat 93 s ago".
 export function updateAge(node) {
   var base = node.dataset.age;
-  if (base === "" || base === undefined) { setText(node, "never"); return; }
+  var staleFor = node.parentNode.querySelector(".beat-for");
+  if (base === "" || base === undefined) {
+    setText(staleFor, "");
+    setText(node, "no heartbeat yet");
+    return;
+  }
   var seconds = parseFloat(base);
   if (state.live) { seconds += (Date.now() - state.received) / 1000; }
-  setText(node, duration(seconds) + " ago");
+  var currentFor = node.dataset.currentFor;
+  setText(staleFor, currentFor ? " for " + duration(seconds - parseFloat(currentFor)) : "");
+  setText(node, "last heartbeat " + duration(seconds) + " ago");
 }

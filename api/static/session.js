@@ -8,6 +8,9 @@ import { loadRange } from "./log-range.js";
 import { loadAudit, resetAudit } from "./audit.js";
 import { startTargets, stopTargets } from "./targets.js";
 import { startNotifications, stopNotifications } from "./notifications.js";
+import { resetEventLog, showNewest } from "./event-log.js";
+import { travelFromAddress } from "./time-travel.js";
+import { showTabStatus } from "./tab-status.js";
 
 export function submitSignIn(event) {
   event.preventDefault();
@@ -38,9 +41,13 @@ export function signIn(token) {
     state.live = true;
     return loadRange().then(refresh).then(function () {
       startLiveUpdates(state.view ? state.view.as_of.position : 0);
-      loadAudit();
       startTargets();
       startNotifications();
+      showNewest();
+      // A past view in the address reads the audit for its own time once it is shown.
+      return travelFromAddress().then(function (travelled) {
+        if (!travelled) { loadAudit(); }
+      });
     });
   }).catch(function (err) {
     forgetToken();
@@ -60,6 +67,8 @@ export function signOut(message) {
   resetAudit();
   stopTargets();
   stopNotifications();
+  resetEventLog();
+  showTabStatus(null);
   state.dirty = {};
   document.body.classList.remove("admin", "past");
   $("servers-body").replaceChildren();

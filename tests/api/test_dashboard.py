@@ -51,8 +51,8 @@ def test_the_servers_table_is_semantic_markup(client):
 
     headers = [th for th in page.all("th") if th.get("scope") == "col"]
     # 7 columns of the servers table + 7 of the targets table + 5 of the history table
-    # + the notifications pane's channels (7), deliveries (5) and silences (6)
-    assert len(headers) == 19 + 18
+    # + the notifications pane's channels (7), deliveries (5) and silences (6) + the event log (6)
+    assert len(headers) == 19 + 18 + 6
     assert any(th.get("scope") == "row" for th in page.all("th")), "rows are headed by the server"
     assert page.all("caption"), "the servers table has a caption"
 
