@@ -153,8 +153,9 @@ def test_heartbeats_made_while_clustermon_is_down_are_logged_once_with_their_sen
 
         _stop(clustermon)
         stopped_at = len(agent.spooled())
-        health_reads = len(product.requests)
-        wait_until(lambda: len(product.requests) >= health_reads + 3, 30, "three periods")
+        # Three periods: each spools a web and a service heartbeat (after reading /health, so
+        # count what is spooled, not the health reads).
+        wait_until(lambda: len(agent.spooled()) >= stopped_at + 6, 30, "three periods")
         down = agent.spooled()[stopped_at:]
         assert len(down) >= 6  # web and service, three periods
         assert "not delivered" in agent.stderr()
