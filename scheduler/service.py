@@ -326,9 +326,12 @@ def build_scheduler(service: SchedulerService, scheduler=None):
         (service.notify_send_job, "notify-send", 1, 5, False),
         # run_due_reports is idempotent and cheap when nothing is due.
         (service.reports_job, "reports", 60, 300, False),
-        # Daily, and once at start: a scheduler restarted more often than daily still archives.
-        (service.retention_job, "retention", RETENTION_EVERY_SECONDS, 3600, True),
     ]
+    if service.retention is not None:
+        # Daily, and once at start: a scheduler restarted more often than daily still archives.
+        # Only when asked for: a job that does nothing would pass for the database answering
+        # again while it is away (DatabaseOutage).
+        jobs.append((service.retention_job, "retention", RETENTION_EVERY_SECONDS, 3600, True))
     for job, job_id, seconds, grace, at_once in jobs:
         scheduler.add_job(
             guard(job),

@@ -67,7 +67,8 @@ def test_the_job_is_in_the_table_and_runs_only_when_set(store, clock, tmp_path):
         store, clock, detector="b", retention=RetentionPolicy(1, tmp_path / "archives")
     )
     try:
-        jobs = {job.id: job for job in build_scheduler(unset).get_jobs()}
+        assert "retention" not in {job.id for job in build_scheduler(unset).get_jobs()}
+        jobs = {job.id: job for job in build_scheduler(set_).get_jobs()}
         assert jobs["retention"].trigger.interval == timedelta(days=1)
         unset.retention_job()
         assert log_retention.oldest_position(store.engine) == 1
